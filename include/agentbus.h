@@ -1,0 +1,374 @@
+/*
+ * agentbus.h - the one public API of agentbus, a single-host message bus for
+ * agent processes: named streams in POSIX shared memory, written by many
+ * processes at once without locks, read by any number of subscriptions.
+ *
+ * Conventions (as in liburing):
+ *   - Functions return 0 (or a count, or a sequence number) on success and a
+ *     negative code on failure: either -errno (a failed system call) or one of
+ *     the AGENTBUS_E_* codes below. errno is never the way an error is reported.
+ *   - agentbus_strerror() names any code; agentbus_last_error() gives the
+ *     message of the last failure in the calling thread, with detail
+ *     ("stream 'calls': record of 2000000 bytes exceeds max_record 1048576").
+ *   - Bad input of any kind is an error code, never a crash or an abort.
+ *
+ * Processes and threads:
+ *   - A bus is served by one daemon (`agentbus daemon`, or embedded in an
+ *     application with agentbus_daemon_start()). The daemon owns the shared
+ *     memory, notices dead clients through their closed socket and undoes what
+ *     they left half done. It is off the data path.
+ *   - An agentbus_bus handle may be shared by threads. A stream handle may be
+ *     used by several threads to publish at once. A subscription belongs to one
+ *     thread at a time.
+ *
+ * Multi-process hygiene (what happens when a process dies):
+ *   - A producer killed between claiming space and committing it leaves a hole.
+ *     The daemon turns it into a gap as soon as it sees the producer's socket
+ *     close: readers skip it and count it (agentbus_stream_info.gaps). A gap
+ *     is never delivered as a record.
+ *   - A subscriber killed while reading releases its place in the stream, so
+ *     it never holds producers back.
+ *   - Shared memory lives in /dev/shm/agentbus-<uid>/<bus>/ (override with
+ *     AGENTBUS_SHM_DIR), directories 0700, files 0600. A stream file appears
+ *     under its name only once fully initialised.
+ */
+#ifndef AGENTBUS_H
+#define AGENTBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum agentbus_error {
+	AGENTBUS_OK = 0,
+	AGENTBUS_E_INVALID = -10001,      /* a bad argument; the message says which */
+	AGENTBUS_E_BACKPRESSURE = -10002, /* the ring holds only records that may not be overwritten yet */
+	AGENTBUS_E_TIMEOUT = -10003,      /* nothing happened before the timeout */
+	AGENTBUS_E_NOT_FOUND = -10004,    /* no stream of that name */
+	AGENTBUS_E_EXISTS = -10005,       /* a stream of that name already exists */
+	AGENTBUS_E_TOO_LARGE = -10006,    /* record larger than the stream's max_record */
+	AGENTBUS_E_CORRUPT = -10007,      /* shared memory holds something that is not a valid record */
+	AGENTBUS_E_NO_DAEMON = -10008,    /* no daemon serves this bus */
+	AGENTBUS_E_DELETED = -10009,      /* the stream was deleted while open */
+	AGENTBUS_E_SEQ_GONE = -10010,     /* that sequence number is no longer in the ring */
+	AGENTBUS_E_REVOKED = -10011,      /* a claim was turned into a gap before its commit */
+	AGENTBUS_E_LIMIT = -10012,        /* a fixed table is full (streams, subscriptions) */
+	AGENTBUS_E_VERSION = -10013,      /* a segment or peer of another format version */
+	AGENTBUS_E_PROTOCOL = -10014,     /* the daemon or a client sent a malformed message */
+	AGENTBUS_E_BUSY = -10015,         /* another daemon already serves this bus */
+};
+
+/* Short, static name of an error code (either -errno or AGENTBUS_E_*). */
+const char *agentbus_strerror(int err);
+
+/* The detailed message of the last failed call in this thread ("" if none). */
+const char *agentbus_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Bus                                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct agentbus_bus agentbus_bus;
+typedef struct agentbus_stream agentbus_stream;
+typedef struct agentbus_sub agentbus_sub;
+typedef struct agentbus_daemon agentbus_daemon;
+
+#define AGENTBUS_NAME_MAX 63 /* longest bus or stream name, in bytes */
+
+/*
+ * Connect to the daemon of bus @name (NULL: $AGENTBUS_BUS, else "default").
+ * Names are 1-63 characters of [A-Za-z0-9_.-], not starting with '.'.
+ * Returns 0 and sets *bus, or AGENTBUS_E_NO_DAEMON when no daemon serves it.
+ */
+int agentbus_open(agentbus_bus **bus, const char *name);
+
+/* Disconnect. Streams and subscriptions opened through @bus must be closed first. */
+void agentbus_close(agentbus_bus *bus);
+
+/* The name of the bus, as resolved by agentbus_open(). */
+const char *agentbus_name(const agentbus_bus *bus);
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define AGENTBUS_DEFAULT_RING_SIZE (64u << 20)  /* bytes */
+#define AGENTBUS_DEFAULT_MAX_RECORD (1u << 20)  /* bytes of subject+key+headers+payload */
+#define AGENTBUS_MIN_RING_SIZE (64u << 10)
+#define AGENTBUS_MAX_RING_SIZE (1u << 30)
+#define AGENTBUS_SUBJECT_MAX 255
+
+struct agentbus_stream_config {
+	uint64_t ring_size;  /* bytes, a power of two in [64 KiB, 1 GiB]; 0 = default 64 MiB */
+	uint64_t max_record; /* bytes; 0 = default 1 MiB; at most ring_size / 4 */
+};
+
+struct agentbus_stream_info {
+	char name[AGENTBUS_NAME_MAX + 1];
+	uint64_t ring_size;     /* bytes */
+	uint64_t max_record;    /* bytes */
+	uint64_t first_seq;     /* oldest record still in the ring (next_seq when empty) */
+	uint64_t next_seq;      /* sequence number the next record will get */
+	uint64_t ring_used;     /* bytes between the oldest retained record and the tail */
+	uint64_t gaps;          /* sequence numbers that hold no record (aborted or dead claims) */
+	uint32_t subscriptions; /* attached subscriptions */
+	uint32_t sleepers;      /* subscriptions asleep on the futex now */
+};
+
+/*
+ * Create stream @name. @config may be NULL for defaults. Goes through the
+ * daemon. AGENTBUS_E_EXISTS if it exists, AGENTBUS_E_INVALID for a bad name
+ * or size; -ENOSPC when /dev/shm cannot hold the ring (the ring is allocated
+ * up front, so a small /dev/shm fails here, not later with SIGBUS).
+ */
+int agentbus_stream_create(agentbus_bus *bus, const char *name,
+			   const struct agentbus_stream_config *config);
+
+/*
+ * Delete stream @name. Open handles see AGENTBUS_E_DELETED on their next
+ * publish; subscriptions first read what is left, then get AGENTBUS_E_DELETED.
+ */
+int agentbus_stream_delete(agentbus_bus *bus, const char *name);
+
+/*
+ * List the streams of the bus: *infos is set to a malloc'd array of *count
+ * entries, sorted by name, freed with free(). Returns 0 or a negative code.
+ */
+int agentbus_stream_list(agentbus_bus *bus, struct agentbus_stream_info **infos,
+			 size_t *count);
+
+/* Fill @info for stream @name. AGENTBUS_E_NOT_FOUND if there is none. */
+int agentbus_stream_info_get(agentbus_bus *bus, const char *name,
+			     struct agentbus_stream_info *info);
+
+/* Map stream @name for publishing and subscribing. */
+int agentbus_stream_open(agentbus_bus *bus, const char *name, agentbus_stream **stream);
+
+/* Unmap. Subscriptions on @stream must be closed first. */
+void agentbus_stream_close(agentbus_stream *stream);
+
+/* Fill @info from an open stream (no daemon round trip). */
+int agentbus_stream_stat(agentbus_stream *stream, struct agentbus_stream_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Records                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct agentbus_header {
+	const char *name;   /* 1-255 bytes, not NUL-terminated when read back */
+	uint16_t name_len;
+	const void *value;
+	uint32_t value_len;
+};
+
+/* A record to publish. Subject: 1-255 bytes of dot-separated, non-empty
+ * tokens without spaces, '*' or '>'. Key and headers are optional. */
+struct agentbus_message {
+	const char *subject;
+	size_t subject_len;   /* 0 = strlen(subject) */
+	const void *key;      /* NULL = no key */
+	size_t key_len;       /* at most 65535 */
+	const struct agentbus_header *headers;
+	size_t header_count;
+	const void *payload;  /* may be NULL when payload_len is 0 */
+	size_t payload_len;
+};
+
+/* A record read from a stream. Every pointer is a view into shared memory,
+ * valid until the next read on the same subscription (or its close). */
+struct agentbus_record {
+	uint64_t seq;          /* 1, 2, 3, ... in stream order */
+	uint64_t time_ns;      /* CLOCK_REALTIME when the producer claimed it */
+	const char *subject;   /* not NUL-terminated */
+	uint32_t subject_len;
+	const void *key;
+	uint32_t key_len;      /* 0 = no key */
+	const void *headers;   /* encoded; walk with agentbus_header_next() */
+	uint32_t headers_len;
+	const void *payload;
+	uint32_t payload_len;
+};
+
+/*
+ * Iterate the headers of @record: start with *cursor = 0; each call fills
+ * @header and returns 1, or returns 0 at the end, or AGENTBUS_E_CORRUPT.
+ */
+int agentbus_header_next(const struct agentbus_record *record, uint32_t *cursor,
+			 struct agentbus_header *header);
+
+/* ------------------------------------------------------------------------ */
+/* Publishing                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Publish one record, copying it into the ring. Lock-free: producers never
+ * wait for one another's copies.
+ * @timeout_ms: 0 = fail at once with AGENTBUS_E_BACKPRESSURE when the ring is
+ * full of records that subscriptions have not passed; > 0 = wait up to that
+ * long for room, then AGENTBUS_E_BACKPRESSURE; < 0 = wait as long as needed.
+ * Returns the record's sequence number (> 0) or a negative code
+ * (AGENTBUS_E_TOO_LARGE, AGENTBUS_E_INVALID, AGENTBUS_E_DELETED, ...).
+ */
+int64_t agentbus_publish(agentbus_stream *stream, const struct agentbus_message *message,
+			 int timeout_ms);
+
+/*
+ * Publish @count records as one contiguous batch with consecutive sequence
+ * numbers (one claim for all of them). Returns the first sequence number or a
+ * negative code; on error nothing was published.
+ */
+int64_t agentbus_publish_batch(agentbus_stream *stream,
+			       const struct agentbus_message *messages, size_t count,
+			       int timeout_ms);
+
+/* A zero-copy claim: space reserved in the ring, filled in place. */
+struct agentbus_claim {
+	void *payload;        /* write payload_len bytes here */
+	size_t payload_len;
+	uint64_t seq;         /* sequence number the record will have */
+	/* private */
+	agentbus_stream *stream;
+	uint64_t position;
+};
+
+/*
+ * Reserve room for a record whose subject, key and headers come from
+ * @message (its payload fields are ignored) and whose payload has
+ * @payload_len bytes, to be written at claim->payload. Other producers go on
+ * publishing meanwhile; subscriptions wait at this record until it is
+ * committed or aborted. @timeout_ms as in agentbus_publish().
+ */
+int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *message,
+		   size_t payload_len, int timeout_ms, struct agentbus_claim *claim);
+
+/* Make a claimed record visible. Returns its sequence number, or
+ * AGENTBUS_E_REVOKED if the daemon had already turned the claim into a gap
+ * (only when this process was thought dead). */
+int64_t agentbus_commit(struct agentbus_claim *claim);
+
+/* Give a claim up: its sequence number becomes a counted gap. */
+int agentbus_abort(struct agentbus_claim *claim);
+
+/* ------------------------------------------------------------------------ */
+/* Subscriptions                                                             */
+/* ------------------------------------------------------------------------ */
+
+enum agentbus_start {
+	AGENTBUS_START_NEW = 0,    /* the next record published */
+	AGENTBUS_START_SEQ = 1,    /* start_seq (AGENTBUS_E_SEQ_GONE if no longer in the ring) */
+	AGENTBUS_START_OLDEST = 2, /* the oldest record still in the ring */
+};
+
+enum agentbus_wait {
+	AGENTBUS_WAIT_SPIN_SLEEP = 0, /* spin for spin_ns, then sleep on a futex (default) */
+	AGENTBUS_WAIT_SPIN = 1,       /* busy-poll: lowest latency, burns a CPU */
+	AGENTBUS_WAIT_SLEEP = 2,      /* sleep at once */
+};
+
+struct agentbus_sub_config {
+	const char *filter;     /* NATS-style subject pattern ("tool.*", "agent.>"); NULL = all */
+	enum agentbus_start start;
+	uint64_t start_seq;     /* for AGENTBUS_START_SEQ */
+	enum agentbus_wait wait;
+	uint32_t spin_ns;       /* for SPIN_SLEEP; 0 = 50000 */
+};
+
+struct agentbus_sub_stats {
+	uint64_t next_seq;   /* sequence number the subscription will look at next */
+	uint64_t delivered;  /* records returned */
+	uint64_t filtered;   /* records skipped by the subject filter */
+	uint64_t gaps;       /* sequence numbers skipped as gaps */
+	uint64_t lag;        /* records published but not yet looked at */
+};
+
+/*
+ * Attach a subscription to @stream. @config may be NULL (all subjects, start
+ * at the next record, spin-then-sleep). Every subscription sees every record
+ * in sequence order; producers never overwrite a record it has not passed.
+ */
+int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config *config,
+		       agentbus_sub **sub);
+
+/* Detach and free. */
+void agentbus_sub_close(agentbus_sub *sub);
+
+/*
+ * Non-blocking zero-copy read: returns 1 and fills @record (a view valid until
+ * the next read), 0 when no matching record is ready, or a negative code.
+ */
+int agentbus_sub_poll(agentbus_sub *sub, struct agentbus_record *record);
+
+/*
+ * Blocking zero-copy read: waits per the subscription's wait strategy for up
+ * to @timeout_ms (< 0: forever). Returns 1, 0 on timeout, or a negative code.
+ */
+int agentbus_sub_read(agentbus_sub *sub, struct agentbus_record *record, int timeout_ms);
+
+/*
+ * Batch read: waits as agentbus_sub_read() for the first record, then takes
+ * whatever else is ready, up to @max. Returns the number filled (0 on
+ * timeout) or a negative code. All views stay valid until the next read.
+ */
+int agentbus_sub_read_batch(agentbus_sub *sub, struct agentbus_record *records, size_t max,
+			    int timeout_ms);
+
+/*
+ * Copying read: as agentbus_sub_read(), then copies the payload into @buffer
+ * (AGENTBUS_E_TOO_LARGE, record kept for the next call, if it does not fit).
+ * record->payload then points into @buffer; the other views as usual.
+ */
+int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, void *buffer,
+			   size_t buffer_len, int timeout_ms);
+
+/* Counters of this subscription. */
+void agentbus_sub_stats_get(const agentbus_sub *sub, struct agentbus_sub_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Subjects                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* 0 if @subject (length @len) is a valid published subject, else AGENTBUS_E_INVALID. */
+int agentbus_subject_check(const char *subject, size_t len);
+
+/* 0 if @pattern is a valid filter ('*' = one token, '>' = the rest, last only). */
+int agentbus_pattern_check(const char *pattern, size_t len);
+
+/* 1 if @subject matches @pattern, else 0. Both must be valid. */
+int agentbus_subject_matches(const char *pattern, size_t pattern_len, const char *subject,
+			     size_t subject_len);
+
+/* ------------------------------------------------------------------------ */
+/* Daemon                                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct agentbus_daemon_config {
+	const char *bus;        /* NULL: $AGENTBUS_BUS, else "default" */
+	int verbose;            /* 1 = log events (client deaths, gaps) to stderr */
+};
+
+/*
+ * Start the daemon of a bus inside this process (embedded mode: a thread).
+ * Creates the bus's directory and socket. AGENTBUS_E_BUSY if another daemon
+ * serves the bus. Streams left in shared memory by an earlier daemon are
+ * adopted, and claims of clients of that daemon become gaps.
+ */
+int agentbus_daemon_start(agentbus_daemon **daemon, const struct agentbus_daemon_config *config);
+
+/* Stop an embedded daemon and free it. Shared memory stays for the next one. */
+void agentbus_daemon_stop(agentbus_daemon *daemon);
+
+/* Remove everything of bus @name from shared memory (no daemon may run). */
+int agentbus_bus_destroy(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGENTBUS_H */
