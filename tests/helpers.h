@@ -1,0 +1,433 @@
+/*
+ * helpers.h - what every agentbus test program shares.
+ *
+ * Each test is a small program that exits T_PASS (0), T_FAIL (1) or T_SKIP
+ * (77, ctest's SKIP_RETURN_CODE). A test runs its own embedded daemon on a
+ * bus named "t-<tag>-<pid>", so tests can run side by side and a crashed run
+ * leaves nothing another run trips over.
+ *
+ * Failure handling: an assertion that fails prints file:line, the failed
+ * expression, the code it returned and agentbus_last_error(), then cleans
+ * up and exits 1. Cleanup kills the children this process spawned, stops
+ * the daemon and destroys the bus, but only in the process that started the
+ * daemon: a forked child inherits the globals but none of the daemon's
+ * threads, so it just exits. An alarm bounds the cleanup itself, so a core
+ * that hangs on the way out still ends the test.
+ *
+ * Every loop in a test is bounded by a deadline (t_deadline_*), because a
+ * test that hangs costs the whole CI run its timeout instead of one line.
+ *
+ * Everything here is static so each test is one translation unit.
+ */
+#ifndef AGENTBUS_TEST_HELPERS_H
+#define AGENTBUS_TEST_HELPERS_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agentbus.h"
+
+#define T_PASS 0
+#define T_FAIL 1
+#define T_SKIP 77
+
+#define T_MAX_CHILDREN 64
+
+/* State of this test program; one daemon and one bus per program. */
+static struct {
+	char bus_name[AGENTBUS_NAME_MAX + 1]; /* "t-<tag>-<pid>"; "" before t_setup() */
+	agentbus_daemon *daemon;              /* embedded daemon, NULL when stopped */
+	agentbus_bus *bus;                    /* the main connection, NULL when closed */
+	pid_t owner;                          /* pid that started the daemon */
+	pid_t children[T_MAX_CHILDREN];       /* spawned and not yet reaped; 0 = free */
+} t_state __attribute__((unused));
+
+/* ------------------------------------------------------------------------ */
+/* Time and deadlines                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t t_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct t_deadline {
+	uint64_t end_ns; /* CLOCK_MONOTONIC instant at which the loop gives up */
+};
+
+static inline struct t_deadline t_deadline_ms(uint64_t ms)
+{
+	struct t_deadline d = { t_now_ns() + ms * 1000000u };
+
+	return d;
+}
+
+static inline bool t_expired(const struct t_deadline *d)
+{
+	return t_now_ns() >= d->end_ns;
+}
+
+/* Sleep @us microseconds (EINTR shortens it, which no caller minds). */
+static inline void t_sleep_us(uint64_t us)
+{
+	struct timespec ts = { (time_t)(us / 1000000u), (long)(us % 1000000u) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Failure and cleanup                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void t_cleanup(void);
+
+/* Print a failure with its location and the library's last message, clean
+ * up (only in the owner process) and exit 1. Never returns. */
+static void __attribute__((noreturn, format(printf, 3, 4)))
+t_fail(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	const char *detail = agentbus_last_error();
+
+	fprintf(stderr, "%s:%d: FAIL (pid %d): ", file, line, (int)getpid());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n  last error: %s\n", detail && *detail ? detail : "(none)");
+	fflush(stderr);
+	if (getpid() == t_state.owner) {
+		/* the core may hang while stopping; SIGALRM's default ends us */
+		alarm(10);
+		t_cleanup();
+	}
+	_exit(T_FAIL);
+}
+
+/* Skip the whole test with a reason. */
+static void __attribute__((noreturn, format(printf, 1, 2))) t_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "SKIP: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	if (getpid() == t_state.owner)
+		t_cleanup();
+	exit(T_SKIP);
+}
+
+#define T_ASSERT(cond)                                                              \
+	do {                                                                        \
+		if (!(cond))                                                        \
+			t_fail(__FILE__, __LINE__, "assertion `%s` failed", #cond); \
+	} while (0)
+
+/* Like T_ASSERT with a printf-style explanation. */
+#define T_ASSERTF(cond, ...)                                    \
+	do {                                                    \
+		if (!(cond))                                    \
+			t_fail(__FILE__, __LINE__, __VA_ARGS__); \
+	} while (0)
+
+/* @expr must be >= 0 (a count, a seq, or 0); evaluates to its value. */
+#define T_OK(expr)                                                                     \
+	({                                                                             \
+		int64_t t_ok_r_ = (int64_t)(expr);                                     \
+		if (t_ok_r_ < 0)                                                       \
+			t_fail(__FILE__, __LINE__, "`%s` returned %" PRId64 " (%s)", #expr, \
+			       t_ok_r_, agentbus_strerror((int)t_ok_r_));              \
+		t_ok_r_;                                                               \
+	})
+
+/* @expr must return exactly the code @want. */
+#define T_ERR(expr, want)                                                                \
+	do {                                                                             \
+		int64_t t_err_r_ = (int64_t)(expr);                                      \
+		int64_t t_err_w_ = (int64_t)(want);                                      \
+		if (t_err_r_ != t_err_w_)                                                \
+			t_fail(__FILE__, __LINE__,                                       \
+			       "`%s` returned %" PRId64 " (%s), want %" PRId64 " (%s)", #expr, \
+			       t_err_r_, agentbus_strerror((int)t_err_r_), t_err_w_,     \
+			       agentbus_strerror((int)t_err_w_));                        \
+	} while (0)
+
+/* Two integers must be equal; both are printed when they are not. */
+#define T_EQ(a, b)                                                                     \
+	do {                                                                           \
+		int64_t t_eq_a_ = (int64_t)(a);                                        \
+		int64_t t_eq_b_ = (int64_t)(b);                                        \
+		if (t_eq_a_ != t_eq_b_)                                                \
+			t_fail(__FILE__, __LINE__, "`%s` == %" PRId64 ", want `%s` == %" PRId64, \
+			       #a, t_eq_a_, #b, t_eq_b_);                              \
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* Child processes                                                           */
+/* ------------------------------------------------------------------------ */
+
+static void t_forget_child(pid_t pid)
+{
+	for (int i = 0; i < T_MAX_CHILDREN; i++)
+		if (t_state.children[i] == pid)
+			t_state.children[i] = 0;
+}
+
+/*
+ * Fork a child that runs @fn(@arg) and exits with its result. The child
+ * must open its own bus connection: the parent's handles belong to threads
+ * that do not exist in the child. Returns the pid; fails the test if fork
+ * does.
+ */
+static pid_t t_spawn(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		t_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* the parent's table means nothing here; a child spawns no one */
+		memset(t_state.children, 0, sizeof(t_state.children));
+		_exit(fn(arg));
+	}
+	for (int i = 0; i < T_MAX_CHILDREN; i++) {
+		if (t_state.children[i] == 0) {
+			t_state.children[i] = pid;
+			return pid;
+		}
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	t_fail(__FILE__, __LINE__, "more than %d children", T_MAX_CHILDREN);
+}
+
+/*
+ * Wait up to @timeout_ms for child @pid. Returns its exit code (0-255),
+ * 128 + signal if a signal ended it, or -1 if it was still running at the
+ * deadline, in which case it is killed and reaped.
+ */
+static int t_wait_child(pid_t pid, uint64_t timeout_ms)
+{
+	struct t_deadline d = t_deadline_ms(timeout_ms);
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			t_forget_child(pid);
+			return -1;
+		}
+		if (t_expired(&d)) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			t_forget_child(pid);
+			return -1;
+		}
+		t_sleep_us(2000);
+	}
+	t_forget_child(pid);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+/* Kill child @pid with SIGKILL and reap it. */
+static void t_kill_child(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	t_forget_child(pid);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bus set-up and tear-down                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Fill @buf with the unique bus name of test @tag. */
+static inline void t_bus_name_for(char *buf, size_t len, const char *tag)
+{
+	snprintf(buf, len, "t-%s-%d", tag, (int)getpid());
+}
+
+/*
+ * Start an embedded daemon on bus "t-<tag>-<pid>" and open it. Leftovers
+ * of an earlier run with the same pid are destroyed first. Returns the
+ * open bus (also in t_state.bus).
+ */
+static agentbus_bus *t_setup(const char *tag)
+{
+	struct agentbus_daemon_config cfg = { 0 };
+	int r;
+
+	t_state.owner = getpid();
+	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), tag);
+	agentbus_bus_destroy(t_state.bus_name);
+	cfg.bus = t_state.bus_name;
+	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
+	r = agentbus_daemon_start(&t_state.daemon, &cfg);
+	if (r < 0)
+		t_fail(__FILE__, __LINE__, "agentbus_daemon_start(%s): %d (%s)",
+		       t_state.bus_name, r, agentbus_strerror(r));
+	r = agentbus_open(&t_state.bus, t_state.bus_name);
+	if (r < 0)
+		t_fail(__FILE__, __LINE__, "agentbus_open(%s): %d (%s)", t_state.bus_name, r,
+		       agentbus_strerror(r));
+	return t_state.bus;
+}
+
+/*
+ * Kill remaining children, close the main connection, stop the daemon and
+ * destroy the bus. The caller closes its streams and subscriptions first
+ * on the normal path; on the failure path they leak, which is harmless
+ * since the process exits.
+ */
+static void t_cleanup(void)
+{
+	for (int i = 0; i < T_MAX_CHILDREN; i++)
+		if (t_state.children[i] > 0)
+			t_kill_child(t_state.children[i]);
+	if (t_state.bus) {
+		agentbus_close(t_state.bus);
+		t_state.bus = NULL;
+	}
+	if (t_state.daemon) {
+		agentbus_daemon_stop(t_state.daemon);
+		t_state.daemon = NULL;
+	}
+	if (t_state.bus_name[0]) {
+		agentbus_bus_destroy(t_state.bus_name);
+		t_state.bus_name[0] = '\0';
+	}
+}
+
+/* Clean up and return T_PASS, for the end of main(). */
+static inline int t_done(void)
+{
+	t_cleanup();
+	return T_PASS;
+}
+
+/* Create stream @name with @ring_size and @max_record (0 = defaults). */
+static inline void t_create_stream(agentbus_bus *bus, const char *name, uint64_t ring_size,
+				   uint64_t max_record)
+{
+	struct agentbus_stream_config cfg = { .ring_size = ring_size, .max_record = max_record };
+	int r = agentbus_stream_create(bus, name, &cfg);
+
+	if (r < 0)
+		t_fail(__FILE__, __LINE__, "agentbus_stream_create(%s): %d (%s)", name, r,
+		       agentbus_strerror(r));
+}
+
+/* Open stream @name or fail. */
+static inline agentbus_stream *t_open_stream(agentbus_bus *bus, const char *name)
+{
+	agentbus_stream *s = NULL;
+	int r = agentbus_stream_open(bus, name, &s);
+
+	if (r < 0)
+		t_fail(__FILE__, __LINE__, "agentbus_stream_open(%s): %d (%s)", name, r,
+		       agentbus_strerror(r));
+	return s;
+}
+
+/* Subscribe with @start / @wait and no filter, or fail. */
+static inline agentbus_sub *t_subscribe(agentbus_stream *stream, enum agentbus_start start,
+					uint64_t start_seq, enum agentbus_wait wait)
+{
+	struct agentbus_sub_config cfg = { .start = start, .start_seq = start_seq, .wait = wait };
+	agentbus_sub *sub = NULL;
+	int r = agentbus_subscribe(stream, &cfg, &sub);
+
+	if (r < 0)
+		t_fail(__FILE__, __LINE__, "agentbus_subscribe: %d (%s)", r, agentbus_strerror(r));
+	return sub;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A message with @subject and @payload only. */
+static inline struct agentbus_message t_msg(const char *subject, const void *payload,
+					    size_t payload_len)
+{
+	struct agentbus_message m = {
+		.subject = subject,
+		.subject_len = strlen(subject),
+		.payload = payload,
+		.payload_len = payload_len,
+	};
+
+	return m;
+}
+
+/* True if the record's subject is exactly @subject. */
+static inline bool t_subject_is(const struct agentbus_record *rec, const char *subject)
+{
+	size_t len = strlen(subject);
+
+	return rec->subject_len == len && memcmp(rec->subject, subject, len) == 0;
+}
+
+/* xorshift64*: a small, seedable generator, so a failing run can be
+ * repeated from its printed seed. */
+static inline uint64_t t_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* FNV-1a 64: a checksum that needs no library, for payload integrity. */
+static inline uint64_t t_fnv1a(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* Seconds a stress test runs: $AGENTBUS_STRESS_SECONDS, else @dflt. */
+static inline unsigned t_stress_seconds(unsigned dflt)
+{
+	const char *s = getenv("AGENTBUS_STRESS_SECONDS");
+	long v;
+
+	if (!s || !*s)
+		return dflt;
+	v = strtol(s, NULL, 10);
+	return v > 0 ? (unsigned)v : dflt;
+}
+
+#endif /* AGENTBUS_TEST_HELPERS_H */

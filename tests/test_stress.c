@@ -1,0 +1,156 @@
+/*
+ * test_stress.c - many producer processes and many subscriber processes on
+ * one small ring that wraps many times.
+ *
+ * The checkers attach first (from seq 1), then the producers run for a few
+ * seconds ($AGENTBUS_STRESS_SECONDS for a long run), then the parent
+ * publishes an end marker and every checker proves it saw each record
+ * exactly once, in order, intact (see stress.h). Each process opens its own
+ * connection to the bus, as a real client would. Set AGENTBUS_STRESS_SEED
+ * to replay a run's random choices.
+ */
+#include <sys/mman.h>
+
+#include "stress.h"
+
+#define PRODUCERS 4
+#define CHECKERS 3
+#define STREAM "stress"
+
+static struct stress_ctl *ctl;
+
+/* Open the bus and the stream from inside a child. */
+static int child_open(const char *who, agentbus_bus **bus, agentbus_stream **s)
+{
+	int r = agentbus_open(bus, t_state.bus_name);
+
+	if (r < 0)
+		return STRESS_FAIL(who, "agentbus_open: %d (%s)", r, agentbus_strerror(r));
+	r = agentbus_stream_open(*bus, STREAM, s);
+	if (r < 0)
+		return STRESS_FAIL(who, "agentbus_stream_open: %d (%s)", r, agentbus_strerror(r));
+	return T_PASS;
+}
+
+static int producer_main(void *arg)
+{
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+	agentbus_stream *s;
+	agentbus_bus *bus;
+	char who[16];
+	int r;
+
+	snprintf(who, sizeof(who), "producer%u", id);
+	if (child_open(who, &bus, &s) != T_PASS)
+		return T_FAIL;
+	r = stress_produce(ctl, s, id);
+	agentbus_stream_close(s);
+	agentbus_close(bus);
+	return r;
+}
+
+static int checker_main(void *arg)
+{
+	int id = (int)(uintptr_t)arg;
+	struct agentbus_sub_config cfg = {
+		.start = AGENTBUS_START_SEQ,
+		.start_seq = 1,
+		.wait = stress_wait_of(id),
+	};
+	agentbus_sub *sub = NULL;
+	agentbus_stream *s;
+	agentbus_bus *bus;
+	char who[16];
+	int r;
+
+	snprintf(who, sizeof(who), "checker%d", id);
+	if (child_open(who, &bus, &s) != T_PASS)
+		return T_FAIL;
+	r = agentbus_subscribe(s, &cfg, &sub);
+	if (r < 0)
+		return STRESS_FAIL(who, "subscribe: %d (%s)", r, agentbus_strerror(r));
+	atomic_fetch_add(&ctl->subs_ready, 1);
+	r = stress_consume(ctl, sub, who, id % 3);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	agentbus_close(bus);
+	return r;
+}
+
+/* Wait for every child in @pids; returns how many did not exit 0. */
+static int reap(const pid_t *pids, int n, const char *what)
+{
+	int failed = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t left = ctl->hard_end_ns > t_now_ns() ? ctl->hard_end_ns - t_now_ns() : 0;
+		int code = t_wait_child(pids[i], left / 1000000 + 1000);
+
+		if (code != 0) {
+			fprintf(stderr, "%s %d exited with %d\n", what, i, code);
+			failed++;
+		}
+	}
+	return failed;
+}
+
+int main(void)
+{
+	unsigned seconds = t_stress_seconds(3);
+	pid_t producers[PRODUCERS], checkers[CHECKERS];
+	const char *seed_env = getenv("AGENTBUS_STRESS_SEED");
+	struct agentbus_stream_info info;
+	struct t_deadline ready_by;
+	uint64_t published, aborted;
+	agentbus_bus *bus;
+	int failed;
+
+	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(ctl != MAP_FAILED);
+	memset(ctl, 0, sizeof(*ctl));
+	ctl->producers = PRODUCERS;
+	ctl->seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
+	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producers, %d checkers\n",
+	       ctl->seed, seconds, PRODUCERS, CHECKERS);
+
+	bus = t_setup("stress");
+	t_create_stream(bus, STREAM, 1u << 20, STRESS_MAX_RECORD);
+
+	/* checkers first, so that none of them can miss seq 1 */
+	ctl->hard_end_ns = t_now_ns() + (seconds + 60) * 1000000000ull;
+	for (int i = 0; i < CHECKERS; i++)
+		checkers[i] = t_spawn(checker_main, (void *)(uintptr_t)i);
+	ready_by = t_deadline_ms(10000);
+	while (atomic_load(&ctl->subs_ready) < CHECKERS && !t_expired(&ready_by))
+		t_sleep_us(1000);
+	T_EQ(atomic_load(&ctl->subs_ready), CHECKERS);
+
+	ctl->end_ns = t_now_ns() + seconds * 1000000000ull;
+	for (int i = 0; i < PRODUCERS; i++)
+		producers[i] = t_spawn(producer_main, (void *)(uintptr_t)i);
+	failed = reap(producers, PRODUCERS, "producer");
+	T_EQ(failed, 0);
+
+	{
+		agentbus_stream *s = t_open_stream(bus, STREAM);
+
+		T_OK(stress_publish_end(s));
+		agentbus_stream_close(s);
+	}
+	failed = reap(checkers, CHECKERS, "checker");
+	T_EQ(failed, 0);
+
+	stress_totals(ctl, &published, &aborted);
+	T_OK(agentbus_stream_info_get(bus, STREAM, &info));
+	printf("%" PRIu64 " records, %" PRIu64 " aborted claims, %" PRIu64
+	       " back-pressure retries, ring of %" PRIu64 " KiB reached seq %" PRIu64 "\n",
+	       published, aborted, (uint64_t)atomic_load(&ctl->backpressured),
+	       info.ring_size >> 10, info.next_seq - 1);
+	T_EQ(info.gaps, aborted);
+	T_EQ(info.next_seq, published + aborted + 2);
+	/* a short run that never wrapped would prove little */
+	T_ASSERTF(info.first_seq > 1, "the ring never wrapped (first_seq %" PRIu64 ")",
+		  info.first_seq);
+	munmap(ctl, sizeof(*ctl));
+	return t_done();
+}

@@ -1,0 +1,473 @@
+/*
+ * test_subscribe.c - subscriptions: fan-out, start positions, filters, the
+ * four kinds of read, and the three wait strategies.
+ *
+ * Each subscription is an independent cursor that sees every record in
+ * order; where it starts (next, a seq, the oldest) is exact; a seq that the
+ * ring has overwritten is AGENTBUS_E_SEQ_GONE; filters follow NATS rules
+ * and count what they skip; a blocking read honours its timeout; and every
+ * wait strategy wakes up when another thread publishes.
+ */
+#include <pthread.h>
+
+#include "helpers.h"
+
+/* Publish @n records "s.<i>" with an 8-byte payload holding the seq we expect. */
+static void publish_n(agentbus_stream *s, int n, uint64_t first_seq)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t want = first_seq + (uint64_t)i;
+		struct agentbus_message m = t_msg("s.rec", &want, sizeof(want));
+
+		T_EQ(agentbus_publish(s, &m, 0), want);
+	}
+}
+
+/* Poll one record and check that it is seq @want with its payload. */
+static void expect_next(agentbus_sub *sub, uint64_t want)
+{
+	struct agentbus_record rec;
+	uint64_t v;
+
+	T_EQ(agentbus_sub_poll(sub, &rec), 1);
+	T_EQ(rec.seq, want);
+	T_EQ(rec.payload_len, sizeof(v));
+	memcpy(&v, rec.payload, sizeof(v));
+	T_EQ(v, want);
+}
+
+/* Three subscriptions each see all records, in order, independently. */
+static void test_fanout(agentbus_bus *bus)
+{
+	enum { SUBS = 3, N = 500 };
+	agentbus_sub *subs[SUBS];
+	agentbus_stream *s;
+
+	t_create_stream(bus, "fan", 1u << 20, 4096);
+	s = t_open_stream(bus, "fan");
+	for (int i = 0; i < SUBS; i++)
+		subs[i] = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	publish_n(s, N, 1);
+	/* interleave the readers so each cursor moves on its own */
+	for (int i = 1; i <= N; i++) {
+		expect_next(subs[0], (uint64_t)i);
+		if (i % 2 == 0)
+			expect_next(subs[1], (uint64_t)i / 2);
+	}
+	for (int i = N / 2 + 1; i <= N; i++)
+		expect_next(subs[1], (uint64_t)i);
+	for (int i = 1; i <= N; i++)
+		expect_next(subs[2], (uint64_t)i);
+	for (int i = 0; i < SUBS; i++) {
+		struct agentbus_sub_stats st;
+		struct agentbus_record rec;
+
+		T_EQ(agentbus_sub_poll(subs[i], &rec), 0);
+		agentbus_sub_stats_get(subs[i], &st);
+		T_EQ(st.delivered, N);
+		T_EQ(st.next_seq, N + 1);
+		T_EQ(st.lag, 0);
+		agentbus_sub_close(subs[i]);
+	}
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "fan"));
+}
+
+/* START_NEW, START_SEQ and START_OLDEST begin exactly where they say. */
+static void test_start_positions(agentbus_bus *bus)
+{
+	struct agentbus_sub_stats st;
+	struct agentbus_record rec;
+	agentbus_sub *at_new, *at_seq, *at_oldest, *at_next;
+	agentbus_stream *s;
+
+	t_create_stream(bus, "start", 1u << 20, 4096);
+	s = t_open_stream(bus, "start");
+	publish_n(s, 5, 1);
+
+	at_new = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	at_seq = t_subscribe(s, AGENTBUS_START_SEQ, 3, AGENTBUS_WAIT_SPIN);
+	at_oldest = t_subscribe(s, AGENTBUS_START_OLDEST, 0, AGENTBUS_WAIT_SPIN);
+	at_next = t_subscribe(s, AGENTBUS_START_SEQ, 6, AGENTBUS_WAIT_SPIN);
+
+	T_EQ(agentbus_sub_poll(at_new, &rec), 0);
+	T_EQ(agentbus_sub_poll(at_next, &rec), 0);
+	agentbus_sub_stats_get(at_seq, &st);
+	T_EQ(st.next_seq, 3);
+	T_EQ(st.lag, 3);
+
+	publish_n(s, 1, 6);
+	expect_next(at_new, 6);
+	expect_next(at_next, 6);
+	for (uint64_t i = 3; i <= 6; i++)
+		expect_next(at_seq, i);
+	for (uint64_t i = 1; i <= 6; i++)
+		expect_next(at_oldest, i);
+
+	agentbus_sub_close(at_new);
+	agentbus_sub_close(at_seq);
+	agentbus_sub_close(at_oldest);
+	agentbus_sub_close(at_next);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "start"));
+}
+
+/*
+ * Push far more than the ring holds with no subscriber: early seqs are
+ * overwritten. START_SEQ on one of them is AGENTBUS_E_SEQ_GONE; on the
+ * oldest retained seq it works; START_OLDEST starts there.
+ */
+static void test_seq_gone(agentbus_bus *bus)
+{
+	static char kib[1024];
+	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_SEQ, .start_seq = 1 };
+	struct agentbus_message m = t_msg("gone", kib, sizeof(kib));
+	struct agentbus_stream_info info;
+	struct agentbus_record rec;
+	agentbus_sub *sub = NULL;
+	agentbus_stream *s;
+
+	t_create_stream(bus, "gone", 64u << 10, 16u << 10);
+	s = t_open_stream(bus, "gone");
+	for (int i = 0; i < 1000; i++)
+		T_EQ(agentbus_publish(s, &m, 0), i + 1);
+	T_OK(agentbus_stream_stat(s, &info));
+	T_EQ(info.next_seq, 1001);
+	T_ASSERTF(info.first_seq > 900 && info.first_seq < 1001,
+		  "first_seq %" PRIu64 " after 1000 KiB through a 64 KiB ring", info.first_seq);
+	T_ASSERT(info.ring_used <= info.ring_size);
+
+	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_SEQ_GONE);
+	T_ASSERT(strlen(agentbus_last_error()) > 0);
+	cfg.start_seq = info.first_seq - 1;
+	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_SEQ_GONE);
+
+	cfg.start_seq = info.first_seq;
+	T_OK(agentbus_subscribe(s, &cfg, &sub));
+	T_EQ(agentbus_sub_poll(sub, &rec), 1);
+	T_EQ(rec.seq, info.first_seq);
+	agentbus_sub_close(sub);
+
+	sub = t_subscribe(s, AGENTBUS_START_OLDEST, 0, AGENTBUS_WAIT_SPIN);
+	for (uint64_t seq = info.first_seq; seq <= 1000; seq++) {
+		T_EQ(agentbus_sub_poll(sub, &rec), 1);
+		T_EQ(rec.seq, seq);
+		T_EQ(rec.payload_len, sizeof(kib));
+	}
+	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "gone"));
+}
+
+/* Subscribe with filter @pattern from the oldest record. */
+static agentbus_sub *sub_filtered(agentbus_stream *s, const char *pattern)
+{
+	struct agentbus_sub_config cfg = {
+		.filter = pattern,
+		.start = AGENTBUS_START_OLDEST,
+		.wait = AGENTBUS_WAIT_SPIN,
+	};
+	agentbus_sub *sub = NULL;
+
+	T_OK(agentbus_subscribe(s, &cfg, &sub));
+	return sub;
+}
+
+/* Read @sub to the end and check that it delivers exactly @want, in order. */
+static void expect_subjects(agentbus_sub *sub, const char *const *want, size_t n,
+			    uint64_t total)
+{
+	struct agentbus_sub_stats st;
+	struct agentbus_record rec;
+
+	for (size_t i = 0; i < n; i++) {
+		T_EQ(agentbus_sub_poll(sub, &rec), 1);
+		T_ASSERTF(t_subject_is(&rec, want[i]), "got subject '%.*s', want '%s'",
+			  (int)rec.subject_len, rec.subject, want[i]);
+	}
+	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+	agentbus_sub_stats_get(sub, &st);
+	T_EQ(st.delivered, n);
+	T_EQ(st.filtered, total - n);
+	T_EQ(st.next_seq, total + 1);
+	T_EQ(st.lag, 0);
+}
+
+/* NATS-style filters: '*' is one token, '>' one or more at the end. */
+static void test_filters(agentbus_bus *bus)
+{
+	static const char *subjects[] = {
+		"tool.call", "tool.call.search", "agent.x", "tool", "agent.x.y",
+		"agent", "tool.result", "other.tool.call", "agentx.y",
+	};
+	static const char *want_tool_star[] = { "tool.call", "tool.result" };
+	static const char *want_agent_gt[] = { "agent.x", "agent.x.y" };
+	static const char *want_star_call[] = { "tool.call" };
+	static const char *want_exact[] = { "tool.call.search" };
+	static const char *bad_patterns[] = { "", "a.>.b", "tool.**", "a..b", ".a", "a.", "> ",
+					      "a*.b", "a.b>" };
+	const uint64_t total = sizeof(subjects) / sizeof(subjects[0]);
+	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_OLDEST };
+	agentbus_sub *tool_star, *agent_gt, *star_call, *exact, *all, *sub = NULL;
+	agentbus_stream *s;
+
+	t_create_stream(bus, "filter", 1u << 20, 4096);
+	s = t_open_stream(bus, "filter");
+	for (size_t i = 0; i < total; i++) {
+		struct agentbus_message m = t_msg(subjects[i], NULL, 0);
+
+		T_EQ(agentbus_publish(s, &m, 0), i + 1);
+	}
+	tool_star = sub_filtered(s, "tool.*");
+	agent_gt = sub_filtered(s, "agent.>");
+	star_call = sub_filtered(s, "*.call");
+	exact = sub_filtered(s, "tool.call.search");
+	all = sub_filtered(s, ">");
+	expect_subjects(tool_star, want_tool_star, 2, total);
+	expect_subjects(agent_gt, want_agent_gt, 2, total);
+	expect_subjects(star_call, want_star_call, 1, total);
+	expect_subjects(exact, want_exact, 1, total);
+	expect_subjects(all, subjects, total, total);
+
+	for (size_t i = 0; i < sizeof(bad_patterns) / sizeof(bad_patterns[0]); i++) {
+		int r;
+
+		cfg.filter = bad_patterns[i];
+		r = agentbus_subscribe(s, &cfg, &sub);
+		T_ASSERTF(r == AGENTBUS_E_INVALID, "pattern '%s': got %d (%s)", bad_patterns[i], r,
+			  agentbus_strerror(r));
+	}
+
+	agentbus_sub_close(tool_star);
+	agentbus_sub_close(agent_gt);
+	agentbus_sub_close(star_call);
+	agentbus_sub_close(exact);
+	agentbus_sub_close(all);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "filter"));
+}
+
+/*
+ * poll on an empty stream returns 0 at once; a blocking read with a timeout
+ * returns 0 after roughly the timeout, for each wait strategy; lag counts
+ * what is published and not yet looked at.
+ */
+static void test_empty_and_timeout(agentbus_bus *bus)
+{
+	static const enum agentbus_wait waits[] = { AGENTBUS_WAIT_SPIN, AGENTBUS_WAIT_SPIN_SLEEP,
+						    AGENTBUS_WAIT_SLEEP };
+	struct agentbus_sub_stats st;
+	struct agentbus_record rec;
+	agentbus_stream *s;
+
+	t_create_stream(bus, "empty", 1u << 20, 4096);
+	s = t_open_stream(bus, "empty");
+	for (size_t w = 0; w < 3; w++) {
+		agentbus_sub *sub = t_subscribe(s, AGENTBUS_START_NEW, 0, waits[w]);
+		uint64_t t0 = t_now_ns(), took;
+
+		T_EQ(agentbus_sub_poll(sub, &rec), 0);
+		T_EQ(agentbus_sub_read(sub, &rec, 0), 0);
+		T_ASSERT(t_now_ns() - t0 < 1000000000u);
+
+		t0 = t_now_ns();
+		T_EQ(agentbus_sub_read(sub, &rec, 100), 0);
+		took = t_now_ns() - t0;
+		T_ASSERTF(took >= 90000000u && took < 5000000000u,
+			  "wait %d: read with 100 ms timeout returned after %" PRIu64 " us",
+			  (int)waits[w], took / 1000);
+		T_EQ(agentbus_sub_read_batch(sub, &rec, 1, 20), 0);
+		agentbus_sub_close(sub);
+	}
+
+	/* lag */
+	{
+		agentbus_sub *sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+
+		publish_n(s, 10, 1);
+		agentbus_sub_stats_get(sub, &st);
+		T_EQ(st.lag, 10);
+		T_EQ(st.delivered, 0);
+		for (uint64_t i = 1; i <= 3; i++)
+			expect_next(sub, i);
+		agentbus_sub_stats_get(sub, &st);
+		T_EQ(st.lag, 7);
+		T_EQ(st.delivered, 3);
+		T_EQ(st.next_seq, 4);
+		agentbus_sub_close(sub);
+	}
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "empty"));
+}
+
+/* read_batch takes up to max of what is ready; every view stays valid. */
+static void test_read_batch(agentbus_bus *bus)
+{
+	struct agentbus_record recs[4];
+	agentbus_stream *s;
+	agentbus_sub *sub;
+	uint64_t next = 1;
+
+	t_create_stream(bus, "rbatch", 1u << 20, 4096);
+	s = t_open_stream(bus, "rbatch");
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN_SLEEP);
+	publish_n(s, 10, 1);
+	for (int want = 4; next <= 10; want = (int)(10 - next + 1 < 4 ? 10 - next + 1 : 4)) {
+		T_EQ(agentbus_sub_read_batch(sub, recs, 4, 1000), want);
+		/* check only after the whole batch: all views must still hold */
+		for (int i = 0; i < want; i++) {
+			uint64_t v;
+
+			T_EQ(recs[i].seq, next);
+			memcpy(&v, recs[i].payload, sizeof(v));
+			T_EQ(v, next);
+			next++;
+		}
+	}
+	T_EQ(agentbus_sub_read_batch(sub, recs, 4, 0), 0);
+	T_ERR(agentbus_sub_read_batch(sub, recs, 0, 0), AGENTBUS_E_INVALID);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "rbatch"));
+}
+
+/* read_copy copies the payload; a too-small buffer keeps the record for later. */
+static void test_read_copy(agentbus_bus *bus)
+{
+	unsigned char payload[100], buf[128];
+	struct agentbus_message m = t_msg("copy.me", payload, sizeof(payload));
+	struct agentbus_message empty = t_msg("copy.empty", NULL, 0);
+	struct agentbus_record rec;
+	agentbus_stream *s;
+	agentbus_sub *sub;
+
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (unsigned char)(i * 3 + 1);
+	t_create_stream(bus, "rcopy", 1u << 20, 4096);
+	s = t_open_stream(bus, "rcopy");
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	T_EQ(agentbus_publish(s, &m, 0), 1);
+	T_EQ(agentbus_publish(s, &empty, 0), 2);
+
+	T_ERR(agentbus_sub_read_copy(sub, &rec, buf, 50, 0), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_sub_read_copy(sub, &rec, buf, 99, 0), AGENTBUS_E_TOO_LARGE);
+	memset(buf, 0, sizeof(buf));
+	T_EQ(agentbus_sub_read_copy(sub, &rec, buf, sizeof(payload), 0), 1);
+	T_EQ(rec.seq, 1);
+	T_ASSERT(rec.payload == (const void *)buf);
+	T_EQ(rec.payload_len, sizeof(payload));
+	T_ASSERT(memcmp(buf, payload, sizeof(payload)) == 0);
+	T_ASSERT(t_subject_is(&rec, "copy.me"));
+
+	T_EQ(agentbus_sub_read_copy(sub, &rec, NULL, 0, 0), 1);
+	T_EQ(rec.seq, 2);
+	T_EQ(rec.payload_len, 0);
+	T_EQ(agentbus_sub_read_copy(sub, &rec, buf, sizeof(buf), 0), 0);
+
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "rcopy"));
+}
+
+struct waker {
+	agentbus_stream *stream;
+	uint32_t want_sleepers; /* wait until this many sleep before publishing */
+	int delay_ms;           /* then wait this long */
+	int64_t result;         /* what the publish returned */
+	uint32_t saw_sleepers;  /* sleepers seen right before publishing */
+};
+
+/* Wait for the reader to settle (asleep, or spinning), then publish one record. */
+static void *waker_main(void *arg)
+{
+	struct waker *w = arg;
+	struct t_deadline d = t_deadline_ms(3000);
+	struct agentbus_stream_info info = { 0 };
+	uint64_t v = 4242;
+	struct agentbus_message m = t_msg("wake.up", &v, sizeof(v));
+
+	while (!t_expired(&d)) {
+		if (agentbus_stream_stat(w->stream, &info) < 0)
+			break;
+		if (info.sleepers >= w->want_sleepers)
+			break;
+		t_sleep_us(1000);
+	}
+	t_sleep_us((uint64_t)w->delay_ms * 1000);
+	agentbus_stream_stat(w->stream, &info);
+	w->saw_sleepers = info.sleepers;
+	w->result = agentbus_publish(w->stream, &m, 1000);
+	return NULL;
+}
+
+/*
+ * Each wait strategy wakes on a publish from another thread. SLEEP and
+ * SPIN_SLEEP (with a short spin) must be seen asleep (sleepers == 1) before
+ * the publish, so the futex path is what wakes them; SPIN never sleeps.
+ */
+static void test_wait_strategies(agentbus_bus *bus)
+{
+	static const struct {
+		enum agentbus_wait wait;
+		uint32_t spin_ns;
+		uint32_t sleepers;
+	} cases[] = {
+		{ AGENTBUS_WAIT_SPIN, 0, 0 },
+		{ AGENTBUS_WAIT_SPIN_SLEEP, 1000, 1 },
+		{ AGENTBUS_WAIT_SPIN_SLEEP, 0, 1 }, /* default spin of 50 us, then sleep */
+		{ AGENTBUS_WAIT_SLEEP, 0, 1 },
+	};
+	agentbus_stream *s;
+
+	t_create_stream(bus, "wait", 1u << 20, 4096);
+	s = t_open_stream(bus, "wait");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct agentbus_sub_config cfg = { .wait = cases[i].wait, .spin_ns = cases[i].spin_ns };
+		struct waker w = { .stream = s, .want_sleepers = cases[i].sleepers, .delay_ms = 50 };
+		struct agentbus_stream_info info;
+		struct agentbus_record rec;
+		agentbus_sub *sub = NULL;
+		pthread_t thread;
+		uint64_t t0, took, v;
+		int r;
+
+		T_OK(agentbus_subscribe(s, &cfg, &sub));
+		T_EQ(pthread_create(&thread, NULL, waker_main, &w), 0);
+		t0 = t_now_ns();
+		r = agentbus_sub_read(sub, &rec, 5000);
+		took = t_now_ns() - t0;
+		pthread_join(thread, NULL);
+		T_OK(w.result);
+		T_ASSERTF(r == 1, "case %zu (wait %d): read returned %d (%s) after %" PRIu64 " ms", i,
+			  (int)cases[i].wait, r, agentbus_strerror(r), took / 1000000);
+		T_ASSERTF(took < 4000000000u, "case %zu: woke after %" PRIu64 " ms", i,
+			  took / 1000000);
+		T_EQ(rec.seq, w.result);
+		memcpy(&v, rec.payload, sizeof(v));
+		T_EQ(v, 4242);
+		T_ASSERTF(w.saw_sleepers == cases[i].sleepers,
+			  "case %zu (wait %d): %u sleepers before the publish, want %u", i,
+			  (int)cases[i].wait, w.saw_sleepers, cases[i].sleepers);
+		T_OK(agentbus_stream_stat(s, &info));
+		T_EQ(info.sleepers, 0);
+		agentbus_sub_close(sub);
+	}
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "wait"));
+}
+
+int main(void)
+{
+	agentbus_bus *bus = t_setup("subscribe");
+
+	test_fanout(bus);
+	test_start_positions(bus);
+	test_seq_gone(bus);
+	test_filters(bus);
+	test_empty_and_timeout(bus);
+	test_read_batch(bus);
+	test_read_copy(bus);
+	test_wait_strategies(bus);
+	return t_done();
+}
