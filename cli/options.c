@@ -1,0 +1,355 @@
+/*
+ * options.c - the pieces every command of the CLI shares: option parsing
+ * around getopt_long(), positional arguments, dispatch to a sub-command,
+ * strict number parsing, and one-line error reports.
+ *
+ * getopt_long() keeps its state in globals, so each command resets it in
+ * cli_init() before it parses its own argv; a command group (`stream`) parses
+ * its options, then hands the rest of argv to the sub-command, which parses
+ * afresh. opterr is 0 everywhere: getopt's own messages do not follow our
+ * one-line format, so cli_next_option() writes them.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* The bus named by an earlier --bus (top level or command group). */
+const char *cli_default_bus;
+
+/* Prepare @ctx for the command @name and reset getopt for its argv. */
+void cli_init(struct cli_ctx *ctx, const char *name, const char *usage)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->name = name;
+	ctx->usage = usage;
+	ctx->bus = cli_default_bus;
+	optind = 0; /* 0, not 1: glibc then also forgets the scan of the last argv */
+	opterr = 0;
+}
+
+/* Writes "agentbus: <command>: " and the message, without the newline. */
+static void print_prefixed(const struct cli_ctx *ctx, const char *fmt, va_list ap)
+{
+	fputs("agentbus: ", stderr);
+	if (ctx && ctx->name && ctx->name[0])
+		fprintf(stderr, "%s: ", ctx->name);
+	vfprintf(stderr, fmt, ap);
+}
+
+/* Report bad input on the command line; returns CLI_USAGE. */
+int cli_usage_error(const struct cli_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	print_prefixed(ctx, fmt, ap);
+	va_end(ap);
+	if (ctx && ctx->name && ctx->name[0])
+		fprintf(stderr, " (see 'agentbus %s --help')\n", ctx->name);
+	else
+		fputs(" (see 'agentbus --help')\n", stderr);
+	return CLI_USAGE;
+}
+
+/* Report a failure at run time; returns CLI_FAILURE. */
+int cli_fail(const struct cli_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	print_prefixed(ctx, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_FAILURE;
+}
+
+/*
+ * Report the failure of a library call that returned @err: the message, then
+ * the library's detail for this thread (or the name of the code when it left
+ * none). A bad argument the library caught is a usage error, anything else a
+ * run-time one.
+ */
+int cli_fail_code(const struct cli_ctx *ctx, int err, const char *fmt, ...)
+{
+	const char *detail = agentbus_last_error();
+	va_list ap;
+
+	if (!detail || !detail[0])
+		detail = agentbus_strerror(err);
+	va_start(ap, fmt);
+	print_prefixed(ctx, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", detail);
+	return err == AGENTBUS_E_INVALID ? CLI_USAGE : CLI_FAILURE;
+}
+
+/* Describe the option getopt_long() just refused, as precisely as it lets us. */
+static int option_error(struct cli_ctx *ctx, char **argv, int result)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	bool is_long = arg && strncmp(arg, "--", 2) == 0;
+
+	if (result == ':') {
+		if (is_long)
+			return cli_usage_error(ctx, "option '%s' needs a value", arg);
+		return cli_usage_error(ctx, "option '-%c' needs a value", optopt);
+	}
+	if (is_long && optopt != 0)
+		return cli_usage_error(ctx, "option '%s' takes no value", arg);
+	if (is_long)
+		return cli_usage_error(ctx, "unknown option '%s'", arg);
+	if (optopt != 0)
+		return cli_usage_error(ctx, "unknown option '-%c'", optopt);
+	return cli_usage_error(ctx, "unknown option '%s'", arg);
+}
+
+/*
+ * getopt_long() over @options (which end with CLI_COMMON_OPTIONS), handling
+ * --bus and --help here. Returns the next option of the command, -1 when
+ * there are no more, or CLI_OPT_EXIT when the command must stop now and
+ * exit with ctx->exit_code (help printed: 0; bad option: CLI_USAGE).
+ */
+int cli_next_option(struct cli_ctx *ctx, int argc, char **argv,
+		    const struct option *options)
+{
+	const char *short_options = ctx->stop_at_positional ? "+:h" : ":h";
+
+	for (;;) {
+		int opt = getopt_long(argc, argv, short_options, options, NULL);
+
+		switch (opt) {
+		case CLI_OPT_BUS:
+			if (!optarg[0]) {
+				ctx->exit_code = cli_usage_error(ctx, "--bus needs a name");
+				return CLI_OPT_EXIT;
+			}
+			ctx->bus = optarg;
+			continue;
+		case CLI_OPT_HELP:
+			fputs(ctx->usage, stdout);
+			ctx->exit_code = CLI_OK;
+			return CLI_OPT_EXIT;
+		case '?':
+		case ':':
+			ctx->exit_code = option_error(ctx, argv, opt);
+			return CLI_OPT_EXIT;
+		default:
+			return opt;
+		}
+	}
+}
+
+/*
+ * Check that between @min and @max arguments are left after the options.
+ * @names names them in order, for "missing STREAM". Returns 0 (the first
+ * one is argv[optind]) or CLI_USAGE, reported.
+ */
+int cli_positionals(struct cli_ctx *ctx, int argc, char **argv, int min, int max,
+		    const char *names)
+{
+	int have = argc - optind;
+
+	if (have < min)
+		return cli_usage_error(ctx, "missing %s", names);
+	if (have > max)
+		return cli_usage_error(ctx, "unexpected argument '%s'", argv[optind + max]);
+	return 0;
+}
+
+/*
+ * `agentbus help CMD...` is `agentbus CMD... --help`: rebuild argv that way
+ * and run it through @table.
+ */
+static int run_help(struct cli_ctx *ctx, const struct cli_command *table, int argc,
+		    char **argv)
+{
+	char **args;
+	int rc;
+
+	if (argc < 2) {
+		fputs(ctx->usage, stdout);
+		return CLI_OK;
+	}
+	args = calloc((size_t)argc + 1, sizeof(*args));
+	if (!args)
+		return cli_fail(ctx, "out of memory");
+	for (int i = 1; i < argc; i++)
+		args[i - 1] = argv[i];
+	args[argc - 1] = "--help";
+	optind = 0; /* the command name is now args[0] */
+	rc = cli_dispatch(ctx, table, argc, args);
+	free(args);
+	return rc;
+}
+
+/*
+ * Run the command named by argv[optind] from @table with the rest of argv.
+ * The bus chosen so far (ctx->bus) becomes the default of the sub-command.
+ */
+int cli_dispatch(struct cli_ctx *ctx, const struct cli_command *table, int argc,
+		 char **argv)
+{
+	const char *name;
+
+	if (optind >= argc)
+		return cli_usage_error(ctx, "missing command");
+	name = argv[optind];
+	cli_default_bus = ctx->bus;
+	if (strcmp(name, "help") == 0)
+		return run_help(ctx, table, argc - optind, argv + optind);
+	for (const struct cli_command *cmd = table; cmd->name; cmd++) {
+		if (strcmp(cmd->name, name) == 0)
+			return cmd->run(argc - optind, argv + optind);
+	}
+	return cli_usage_error(ctx, "unknown command '%s'", name);
+}
+
+/* The name of the bus @ctx will open, for messages. */
+const char *cli_bus_name(const struct cli_ctx *ctx)
+{
+	const char *env = getenv("AGENTBUS_BUS");
+
+	if (ctx->bus)
+		return ctx->bus;
+	if (env && env[0])
+		return env;
+	return "default";
+}
+
+/* Connect to the daemon of the command's bus; returns 0 or an exit code, reported. */
+int cli_open_bus(const struct cli_ctx *ctx, agentbus_bus **bus)
+{
+	int rc = agentbus_open(bus, ctx->bus);
+
+	if (rc == AGENTBUS_E_NO_DAEMON)
+		return cli_fail(ctx, "no daemon serves bus '%s' (start one with 'agentbus daemon --bus %s')",
+				cli_bus_name(ctx), cli_bus_name(ctx));
+	if (rc < 0)
+		return cli_fail_code(ctx, rc, "cannot open bus '%s'", cli_bus_name(ctx));
+	return 0;
+}
+
+/* Map stream @name of @bus; returns 0 or an exit code, reported. */
+int cli_open_stream(const struct cli_ctx *ctx, agentbus_bus *bus, const char *name,
+		    agentbus_stream **stream)
+{
+	int rc = agentbus_stream_open(bus, name, stream);
+
+	if (rc == AGENTBUS_E_NOT_FOUND)
+		return cli_fail(ctx, "no stream named '%s'", name);
+	if (rc < 0)
+		return cli_fail_code(ctx, rc, "cannot open stream '%s'", name);
+	return 0;
+}
+
+/*
+ * Parse a decimal unsigned number: digits only (no sign, no spaces, no
+ * base prefix) and no overflow. Returns 0, or -1 for anything else.
+ */
+int cli_parse_u64(const char *text, uint64_t *value)
+{
+	uint64_t v = 0;
+
+	if (!text || !text[0])
+		return -1;
+	for (const char *p = text; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*value = v;
+	return 0;
+}
+
+/* The multiplier of a size suffix ("", K, M, G, KiB, MiB, GiB), or 0 if bad. */
+static uint64_t size_multiplier(const char *suffix)
+{
+	unsigned shift;
+
+	switch (suffix[0]) {
+	case '\0':
+		return 1;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return 0;
+	}
+	if (suffix[1] && strcmp(suffix + 1, "iB") != 0)
+		return 0;
+	return 1ull << shift;
+}
+
+/*
+ * Parse a size in bytes: a decimal number with an optional 1024-based suffix
+ * K, M or G (also KiB, MiB, GiB). Returns 0, or -1 for garbage, a sign or
+ * an overflow.
+ */
+int cli_parse_size(const char *text, uint64_t *value)
+{
+	char digits[32];
+	size_t n = 0;
+	uint64_t number, multiplier;
+
+	if (!text)
+		return -1;
+	while (text[n] >= '0' && text[n] <= '9')
+		n++;
+	if (n == 0 || n >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, n);
+	digits[n] = '\0';
+	multiplier = size_multiplier(text + n);
+	if (multiplier == 0 || cli_parse_u64(digits, &number) < 0)
+		return -1;
+	if (number > UINT64_MAX / multiplier)
+		return -1;
+	*value = number * multiplier;
+	return 0;
+}
+
+/*
+ * Parse a duration in seconds, "5" or "0.25" (no sign, no exponent), into
+ * milliseconds, dropping what is below a millisecond. At most 10^9 seconds.
+ * Returns 0 or -1.
+ */
+int cli_parse_seconds(const char *text, int64_t *ms)
+{
+	const char *dot = text ? strchr(text, '.') : NULL;
+	char whole[16];
+	size_t whole_len = dot ? (size_t)(dot - text) : (text ? strlen(text) : 0);
+	uint64_t seconds = 0;
+	int64_t fraction = 0, scale = 100;
+
+	if (!text || whole_len >= sizeof(whole) || (whole_len == 0 && !dot))
+		return -1;
+	memcpy(whole, text, whole_len);
+	whole[whole_len] = '\0';
+	if (whole_len > 0 && cli_parse_u64(whole, &seconds) < 0)
+		return -1;
+	if (seconds > 1000000000ull)
+		return -1;
+	if (dot) {
+		if (!dot[1] && whole_len == 0)
+			return -1;
+		for (const char *p = dot + 1; *p; p++) {
+			if (*p < '0' || *p > '9')
+				return -1;
+			fraction += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	*ms = (int64_t)seconds * 1000 + fraction;
+	return 0;
+}

@@ -1,0 +1,347 @@
+#!/bin/bash
+# test_cli.sh - end-to-end test of the `agentbus` command-line tool.
+#
+# Usage: bash cli/test_cli.sh [PATH/TO/agentbus]   (default build/agentbus)
+#
+# Starts a daemon on a private bus (cli-test-<pid>), runs every command, the
+# happy paths and the error cases, checking exit codes and output, then stops
+# the daemon by pid and removes the bus's shared memory. Every command runs
+# under `timeout`, so a hang is a failure, not a stuck test. Exits 0 when all
+# checks pass, 1 otherwise.
+
+set -u
+
+AB=${1:-build/agentbus}
+BUS=cli-test-$$
+SHM_ROOT=${AGENTBUS_SHM_DIR:-/dev/shm/agentbus-$(id -u)}
+TMP=$(mktemp -d)
+DAEMON_PID=
+FAILURES=0
+CHECKS=0
+unset AGENTBUS_BUS
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+cleanup() {
+	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+		kill -TERM "$DAEMON_PID" 2>/dev/null
+		wait_gone "$DAEMON_PID" 50 || kill -KILL "$DAEMON_PID" 2>/dev/null
+	fi
+	rm -rf "${SHM_ROOT:?}/$BUS" "${TMP:?}"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	FAILURES=$((FAILURES + 1))
+}
+
+# wait_gone PID TENTHS: wait up to TENTHS/10 s for PID to exit; 1 if it did not.
+wait_gone() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# run CMD...: run with a time limit; sets RC, OUT, ERR. Any death by a
+# signal (a crash, or the time limit) is a failure on its own.
+run() {
+	CHECKS=$((CHECKS + 1))
+	timeout -k 2 20 "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
+	RC=$?
+	OUT=$(cat "$TMP/out")
+	ERR=$(cat "$TMP/err")
+	if [ "$RC" -ge 124 ]; then
+		fail "'$*' died or hung (exit $RC): $ERR"
+	fi
+}
+
+# ok CMD...: must exit 0.
+ok() {
+	run "$@"
+	[ "$RC" -eq 0 ] || fail "'$*' exited $RC, want 0; stderr: $ERR"
+}
+
+# bad CODE PATTERN CMD...: must exit CODE with one line on stderr matching PATTERN.
+bad() {
+	local code=$1 pattern=$2
+	shift 2
+	run "$@"
+	[ "$RC" -eq "$code" ] || fail "'$*' exited $RC, want $code; stderr: $ERR"
+	[ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "'$*' wrote $(wc -l <"$TMP/err") lines on stderr, want 1: $ERR"
+	grep -qE -- "$pattern" <<<"$ERR" || fail "'$*': stderr '$ERR' does not match '$pattern'"
+	[ "${ERR#agentbus: }" != "$ERR" ] || fail "'$*': stderr does not start with 'agentbus: ': $ERR"
+}
+
+# has PATTERN: the last command's stdout matches the extended regex PATTERN.
+has() {
+	grep -qE -- "$1" <<<"$OUT" || fail "output of last command lacks '$1'; got: $OUT"
+}
+
+# lines N: the last command printed exactly N lines.
+lines() {
+	local n
+	n=$(grep -c '' <<<"$OUT")
+	[ -n "$OUT" ] || n=0
+	[ "$n" -eq "$1" ] || fail "last command printed $n lines, want $1; got: $OUT"
+}
+
+# The tool with --bus of the test bus (an array: `timeout` cannot run a function).
+ABB=("$AB" --bus "$BUS")
+
+# ---------------------------------------------------------------------------
+# Without a daemon
+# ---------------------------------------------------------------------------
+
+test_help() {
+	local cmd
+	ok "$AB" --help; has '^Usage: agentbus'
+	ok "$AB" -h; has 'Commands:'
+	ok "$AB" help; has 'Commands:'
+	ok "$AB" --version; has '^agentbus '
+	for cmd in daemon stream pub sub "stream add" "stream ls" "stream info" "stream rm"; do
+		# shellcheck disable=SC2086
+		ok "$AB" $cmd --help; has '^Usage: agentbus'
+		# shellcheck disable=SC2086
+		ok "$AB" help $cmd; has '^Usage: agentbus'
+	done
+	ok "$AB" pub -h; has 'SUBJECT'
+	ok "$AB" sub --help; has 'data_base64'
+	ok "$AB" stream ls --bus x --help; has 'stream ls'
+}
+
+test_usage_errors() {
+	run "$AB"; [ "$RC" -eq 2 ] || fail "no command exited $RC, want 2"
+	bad 2 "unknown command 'frobnicate'" "$AB" frobnicate
+	bad 2 "unknown option '--bogus'" "$AB" --bogus
+	bad 2 "unknown option '-x'" "$AB" -x
+	bad 2 "missing command" "$AB" stream
+	bad 2 "unknown command 'nope'" "$AB" stream nope
+	bad 2 "unknown option '--bogus'" "$AB" stream ls --bogus
+	bad 2 "option '--bus' needs a value" "$AB" stream ls --bus
+	bad 2 "--bus needs a name" "$AB" --bus= stream ls
+	bad 2 "option '--json' takes no value" "$AB" stream ls --json=yes
+	bad 2 "missing NAME" "$AB" stream info
+	bad 2 "unexpected argument 'b'" "$AB" stream info a b
+	bad 2 "unexpected argument 'x'" "$AB" stream ls x
+	bad 2 "unknown option '--json'" "$AB" stream rm s --json
+	bad 2 "unexpected argument 'x'" "$AB" daemon x
+	bad 2 "missing STREAM" "$AB" pub
+	bad 2 "missing SUBJECT" "$AB" pub s
+	bad 2 "missing STREAM" "$AB" sub
+	for size in abc -1 10X 1.5K 0 "" " 5" 99999999999999999999 18014398509481984K 16EiB 4Kb; do
+		bad 2 "bad --ring-size" "$AB" stream add s --ring-size "$size"
+	done
+	bad 2 "bad --max-record" "$AB" stream add s --max-record=-5
+	bad 2 "invalid subject 'a..b'" "$AB" pub s a..b x
+	bad 2 "invalid subject" "$AB" pub s 'tool.*' x
+	bad 2 "invalid subject" "$AB" pub s 'has space' x
+	bad 2 "bad --count" "$AB" pub s a.b x --count 0
+	bad 2 "bad --count" "$AB" pub s a.b x --count -3
+	bad 2 "bad --count" "$AB" pub s a.b x --count 1e3
+	bad 2 "bad --header" "$AB" pub s a.b x --header novalue
+	bad 2 "bad --header" "$AB" pub s a.b x --header =v
+	bad 2 "--key must not be empty" "$AB" pub s a.b x --key ''
+	bad 2 "option '--count' needs a value" "$AB" sub s --count
+	bad 2 "invalid --subject" "$AB" sub s --subject 'a.>.b'
+	bad 2 "invalid --subject" "$AB" sub s --subject ''
+	bad 2 "bad --from-seq" "$AB" sub s --from-seq 0
+	bad 2 "bad --from-seq" "$AB" sub s --from-seq x
+	bad 2 "exclude each other" "$AB" sub s --new --from-start
+	bad 2 "exclude each other" "$AB" sub s --from-seq 3 --from-start
+	for t in -1 abc 1e3 . 1.2.3 "" 99999999999; do
+		bad 2 "bad --timeout" "$AB" sub s --timeout "$t"
+	done
+	bad 2 "bad --count" "$AB" sub s --count 0
+}
+
+test_no_daemon() {
+	bad 1 "no daemon serves bus '$BUS'" "$AB" --bus "$BUS" stream ls
+	bad 1 "no daemon serves bus '$BUS'" "$AB" pub --bus "$BUS" s a.b x
+	bad 1 "no daemon serves bus '$BUS'" "$AB" sub s --bus "$BUS" --timeout 0
+}
+
+# ---------------------------------------------------------------------------
+# With a daemon
+# ---------------------------------------------------------------------------
+
+start_daemon() {
+	local i
+	timeout -k 2 110 "$AB" daemon --bus "$BUS" --verbose 2>"$TMP/daemon.err" &
+	DAEMON_PID=$!
+	for ((i = 0; i < 50; i++)); do
+		if timeout 5 "$AB" stream ls --bus "$BUS" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	fail "daemon did not answer within 5 s: $(cat "$TMP/daemon.err")"
+	return 1
+}
+
+test_streams() {
+	bad 1 "already served by another daemon" "$AB" daemon --bus "$BUS"
+	ok "${ABB[@]}" stream add s1; has "created stream 's1'"
+	bad 1 "a stream named 's1' already exists" "${ABB[@]}" stream add s1
+	ok "${ABB[@]}" stream add small --ring-size 64K --max-record 16KiB; has 'ring 64KiB, max record 16KiB'
+	ok "$AB" stream add sized --ring-size=1M --bus "$BUS"
+	run "${ABB[@]}" stream add odd --ring-size 100K
+	[[ $RC -ne 0 && $RC -lt 124 ]] || fail "ring size 100K (no power of two) exited $RC"
+	run "${ABB[@]}" stream add 'bad/name'
+	[[ $RC -ne 0 && $RC -lt 124 ]] || fail "stream name 'bad/name' exited $RC"
+	ok "${ABB[@]}" stream ls; has '^NAME'; has '^s1 '; has '^small '; has '^sized '
+	ok "$AB" stream --bus "$BUS" ls; has '^s1 '
+	ok env AGENTBUS_BUS="$BUS" "$AB" stream ls; has '^s1 '
+	ok "${ABB[@]}" stream ls --json; has '"name":"s1"'; has '"ring_size":67108864'
+	ok "${ABB[@]}" stream info small
+	has '^name: +small$'; has '^ring_size: +65536 '; has '^max_record: +16384 '
+	has '^first_seq: +1$'; has '^next_seq: +1$'; has '^gaps: +0$'; has '^subscriptions: +0$'
+	ok "${ABB[@]}" stream info small --json; lines 1
+	for field in name ring_size max_record first_seq next_seq ring_used gaps subscriptions sleepers; do
+		has "\"$field\":"
+	done
+	bad 1 "stream info: no stream named 'nope'" "${ABB[@]}" stream info nope
+	bad 1 "stream rm: no stream named 'nope'" "${ABB[@]}" stream rm nope
+	bad 1 "pub: no stream named 'nope'" "${ABB[@]}" pub nope a.b x
+	bad 1 "sub: no stream named 'nope'" "${ABB[@]}" sub nope --timeout 0
+}
+
+test_pub() {
+	ok "${ABB[@]}" pub s1 tool.call.search hello --key k1 --header a=1; [ "$OUT" = 1 ] || fail "first seq '$OUT'"
+	run bash -c "printf 'from stdin' | timeout 10 '$AB' pub --bus '$BUS' s1 x.y"
+	[[ $RC -eq 0 && $OUT == 2 ]] || fail "pub from stdin: rc $RC, out '$OUT', err '$ERR'"
+	ok "${ABB[@]}" pub s1 tool.result x --count 3; lines 3; [ "$OUT" = $'3\n4\n5' ] || fail "--count 3 printed '$OUT'"
+	ok "${ABB[@]}" pub s1 a.b '' --header empty=; [ "$OUT" = 6 ] || fail "empty payload: '$OUT'"
+	ok "${ABB[@]}" pub s1 a.b --header 'x=y=z' -- -dash; [ "$OUT" = 7 ] || fail "dash payload: '$OUT'"
+	# Tricky JSON: quote, backslash, newline, a control byte and UTF-8.
+	ok "${ABB[@]}" pub s1 json.t "$(printf 'q"b\\\\n\nc\001 é')" --key 'k"2'; [ "$OUT" = 8 ] || fail "json payload: '$OUT'"
+	run bash -c "printf '\\377\\376' | timeout 10 '$AB' pub --bus '$BUS' s1 bin.data"
+	[[ $RC -eq 0 && $OUT == 9 ]] || fail "binary pub: rc $RC out '$OUT' err '$ERR'"
+	head -c 20000 /dev/zero >"$TMP/big"
+	run bash -c "timeout 10 '$AB' pub --bus '$BUS' small big.one <'$TMP/big'"
+	[ "$RC" -eq 1 ] || fail "oversized stdin exited $RC: $ERR"
+	grep -q 'more than the max record' <<<"$ERR" || fail "oversized stdin: '$ERR'"
+	bad 1 "" "${ABB[@]}" pub small big.two "$(head -c 17000 /dev/zero | tr '\0' a)"
+}
+
+test_sub_text() {
+	ok "${ABB[@]}" sub s1 --from-start --count 9 --timeout 5; lines 9
+	has '^#1 [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z tool\.call\.search key=k1 hdr=a:1 \(5 bytes\) hello$'
+	has '^#2 .* x\.y \(10 bytes\) from stdin$'
+	has '^#6 .* a\.b hdr=empty: \(0 bytes\)$'
+	has '^#7 .* a\.b hdr=x:y=z \(5 bytes\) -dash$'
+	has '^#9 .* bin\.data \(2 bytes\) binary fffe$'
+	ok "${ABB[@]}" sub s1 --from-seq 3 --count 1 --timeout 5; lines 1; has '^#3 .* tool\.result \(1 bytes\) x$'
+	ok "${ABB[@]}" sub s1 --from-start --subject 'tool.>' --timeout 0.3; lines 4
+	ok "${ABB[@]}" sub s1 --from-start --subject '*.y' --timeout 0.3; lines 1; has '^#2 '
+	ok "${ABB[@]}" sub s1 --new --timeout 0.2; lines 0
+	ok "${ABB[@]}" sub s1 --timeout 0; lines 0
+}
+
+test_sub_json() {
+	ok "${ABB[@]}" sub s1 --from-start --json --count 9 --timeout 5; lines 9
+	has '^\{"seq":1,"time_ns":[0-9]+,"subject":"tool.call.search","key":"k1","headers":\{"a":"1"\},"data":"hello"\}$'
+	has '^\{"seq":2,.*"key":null,"headers":\{\},"data":"from stdin"\}$'
+	has '"seq":9,.*"data_base64":"//4="\}$'
+	if command -v python3 >/dev/null; then
+		python3 - "$TMP/out" <<-'EOF' || fail "JSON output does not parse as expected"
+			import json, sys
+			recs = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+			assert [r["seq"] for r in recs] == list(range(1, 10)), recs
+			assert recs[0]["headers"] == {"a": "1"}
+			assert recs[7]["data"] == 'q"b\\\\n\nc\x01 \u00e9', repr(recs[7]["data"])
+			assert recs[7]["key"] == 'k"2'
+			assert "data" not in recs[8] and recs[8]["data_base64"] == "//4="
+			assert recs[5]["data"] == "" and recs[5]["headers"] == {"empty": ""}
+		EOF
+	fi
+}
+
+# A live subscription gets a record published after it started.
+test_sub_live() {
+	local pid
+	timeout -k 2 20 "$AB" sub s1 --bus "$BUS" --count 1 --timeout 10 >"$TMP/live" 2>&1 &
+	pid=$!
+	sleep 0.5
+	ok "${ABB[@]}" pub s1 live.one now
+	wait_gone "$pid" 100 || fail "live sub did not stop after its record"
+	wait "$pid" || fail "live sub exited $?: $(cat "$TMP/live")"
+	grep -qE '^#10 .* live\.one \(3 bytes\) now$' "$TMP/live" || fail "live sub printed: $(cat "$TMP/live")"
+}
+
+# SIGINT and SIGTERM stop an idle subscription cleanly (exit 0, detached).
+test_sub_signals() {
+	local pid sig rc
+	for sig in INT TERM; do
+		"$AB" sub s1 --bus "$BUS" --timeout 30 >"$TMP/sig" 2>&1 &
+		pid=$!
+		sleep 0.5
+		kill -"$sig" "$pid"
+		if ! wait_gone "$pid" 50; then
+			fail "sub ignored SIG$sig"
+			kill -KILL "$pid"
+		fi
+		wait "$pid"; rc=$?
+		[ "$rc" -eq 0 ] || fail "sub exited $rc on SIG$sig: $(cat "$TMP/sig")"
+	done
+	ok "${ABB[@]}" stream info s1; has '^subscriptions: +0$'
+}
+
+# `sub | head -1` ends the subscriber quietly through EPIPE.
+test_sub_pipe() {
+	run bash -c "set -o pipefail; timeout 10 '$AB' sub s1 --bus '$BUS' --from-start --timeout 3 | head -n 1"
+	[ "$RC" -eq 0 ] || fail "sub | head exited $RC: $ERR"
+	[ -z "$ERR" ] || fail "sub | head wrote on stderr: $ERR"
+}
+
+test_stream_rm() {
+	ok "${ABB[@]}" stream rm sized; [ -z "$OUT" ] || fail "stream rm printed '$OUT'"
+	bad 1 "no stream named 'sized'" "${ABB[@]}" stream info sized
+	ok "${ABB[@]}" stream ls; grep -q '^sized ' <<<"$OUT" && fail "removed stream still listed"
+}
+
+test_bench_dispatch() {
+	run "$AB" bench --help
+	[ "$RC" -lt 124 ] || fail "bench --help crashed"
+	[ "$RC" -eq 0 ] || grep -q 'bench not built' <<<"$ERR" || fail "bench --help: rc $RC, $ERR"
+}
+
+stop_daemon() {
+	kill -TERM "$DAEMON_PID"
+	wait_gone "$DAEMON_PID" 50 || fail "daemon ignored SIGTERM"
+	wait "$DAEMON_PID"
+	local rc=$?
+	[ "$rc" -eq 0 ] || fail "daemon exited $rc on SIGTERM: $(cat "$TMP/daemon.err")"
+	DAEMON_PID=
+	bad 1 "no daemon serves bus" "${ABB[@]}" stream ls
+}
+
+# ---------------------------------------------------------------------------
+
+[ -x "$AB" ] || { echo "no executable at $AB" >&2; exit 1; }
+test_help
+test_usage_errors
+test_no_daemon
+if start_daemon; then
+	test_streams
+	test_pub
+	test_sub_text
+	test_sub_json
+	test_sub_live
+	test_sub_signals
+	test_sub_pipe
+	test_stream_rm
+	test_bench_dispatch
+	stop_daemon
+fi
+
+if [ "$FAILURES" -ne 0 ]; then
+	echo "cli test: $FAILURES of $CHECKS checks failed" >&2
+	exit 1
+fi
+echo "cli test: all $CHECKS checks passed"
