@@ -1,0 +1,168 @@
+/* client.c - a client's connection to its bus's daemon (control path only). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "bus/internal.h"
+#include "bus/protocol.h"
+
+static int connect_daemon(const char *dir, int *out_fd)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd, n;
+
+	n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", dir, SOCKET_NAME);
+	if (n < 0 || (size_t)n >= sizeof(addr.sun_path))
+		return set_error(-ENAMETOOLONG, "socket path '%s/%s' is too long", dir,
+				 SOCKET_NAME);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return set_error(-errno, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == ENOENT || err == ECONNREFUSED)
+			return set_error(AGENTBUS_E_NO_DAEMON, "no daemon serves %s (is `agentbus daemon` running?)",
+					 dir);
+		return set_error(-err, "connect %s: %s", addr.sun_path, strerror(err));
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+/* One request, one reply; the reply's status is the result. */
+static int request(agentbus_bus *bus, struct control_request *req, struct control_reply *reply)
+{
+	ssize_t n;
+	int err = 0;
+
+	req->magic = PROTOCOL_MAGIC;
+	req->pid = (int32_t)getpid();
+	pthread_mutex_lock(&bus->lock);
+	n = send(bus->socket_fd, req, sizeof(*req), MSG_NOSIGNAL);
+	if (n != (ssize_t)sizeof(*req))
+		err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' is gone", bus->name);
+	else {
+		do
+			n = recv(bus->socket_fd, reply, sizeof(*reply), 0);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(*reply) || reply->magic != PROTOCOL_MAGIC)
+			err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' did not answer",
+					bus->name);
+	}
+	pthread_mutex_unlock(&bus->lock);
+	if (err)
+		return err;
+	if (reply->status != 0) {
+		reply->message[sizeof(reply->message) - 1] = '\0';
+		return set_error(reply->status, "%s", reply->message);
+	}
+	return 0;
+}
+
+int agentbus_open(agentbus_bus **out, const char *name)
+{
+	struct control_request req = { .op = OP_HELLO };
+	struct control_reply reply;
+	agentbus_bus *bus;
+	int err;
+
+	if (!out)
+		return set_error(AGENTBUS_E_INVALID, "agentbus_open: bus pointer is NULL");
+	bus = calloc(1, sizeof(*bus));
+	if (!bus)
+		return set_error(-ENOMEM, "out of memory");
+	err = resolve_bus_name(name, bus->name);
+	if (!err)
+		err = bus_dir_path(bus->name, bus->dir, sizeof(bus->dir));
+	if (!err)
+		err = connect_daemon(bus->dir, &bus->socket_fd);
+	if (err) {
+		free(bus);
+		return err;
+	}
+	pthread_mutex_init(&bus->lock, NULL);
+	err = request(bus, &req, &reply);
+	if (err) {
+		agentbus_close(bus);
+		return err;
+	}
+	bus->client_id = reply.client_id;
+	*out = bus;
+	return 0;
+}
+
+void agentbus_close(agentbus_bus *bus)
+{
+	if (!bus)
+		return;
+	close(bus->socket_fd);
+	pthread_mutex_destroy(&bus->lock);
+	free(bus);
+}
+
+const char *agentbus_name(const agentbus_bus *bus)
+{
+	return bus ? bus->name : "";
+}
+
+/* Checked here for a precise message, and again by the daemon, which trusts
+ * no client. */
+int check_stream_config(const char *name, uint64_t ring_size, uint64_t max_record)
+{
+	int err = check_name("stream", name);
+
+	if (err)
+		return err;
+	if (ring_size < AGENTBUS_MIN_RING_SIZE || ring_size > AGENTBUS_MAX_RING_SIZE ||
+	    (ring_size & (ring_size - 1)) != 0)
+		return set_error(AGENTBUS_E_INVALID,
+				 "stream '%s': ring size %llu is not a power of two in [64 KiB, 1 GiB]",
+				 name, (unsigned long long)ring_size);
+	if (max_record == 0 || max_record > ring_size / 4)
+		return set_error(AGENTBUS_E_INVALID,
+				 "stream '%s': max record %llu must be 1..ring size/4 (%llu)", name,
+				 (unsigned long long)max_record, (unsigned long long)ring_size / 4);
+	return 0;
+}
+
+int agentbus_stream_create(agentbus_bus *bus, const char *name,
+			   const struct agentbus_stream_config *config)
+{
+	struct control_request req = { .op = OP_STREAM_CREATE };
+	struct control_reply reply;
+	int err;
+
+	if (!bus)
+		return set_error(AGENTBUS_E_INVALID, "stream create: bus is NULL");
+	req.ring_size = config && config->ring_size ? config->ring_size : AGENTBUS_DEFAULT_RING_SIZE;
+	req.max_record = config && config->max_record ? config->max_record
+						      : AGENTBUS_DEFAULT_MAX_RECORD;
+	if (req.max_record > req.ring_size / 4 && !(config && config->max_record))
+		req.max_record = req.ring_size / 4;
+	err = check_stream_config(name, req.ring_size, req.max_record);
+	if (err)
+		return err;
+	strcpy(req.name, name);
+	return request(bus, &req, &reply);
+}
+
+int agentbus_stream_delete(agentbus_bus *bus, const char *name)
+{
+	struct control_request req = { .op = OP_STREAM_DELETE };
+	struct control_reply reply;
+	int err;
+
+	if (!bus)
+		return set_error(AGENTBUS_E_INVALID, "stream delete: bus is NULL");
+	err = check_name("stream", name);
+	if (err)
+		return err;
+	strcpy(req.name, name);
+	return request(bus, &req, &reply);
+}

@@ -1,0 +1,143 @@
+/*
+ * layout.h - the layout of a stream segment in shared memory (format version
+ * 1; docs/shm-layout.md describes it for readers of the format).
+ *
+ * A stream segment is a control area (STREAM_CONTROL_SIZE bytes) followed by
+ * the ring, which is mapped twice back to back (shm/segment.h).
+ *
+ * Positions are byte offsets into an endless stream; the ring holds the bytes
+ * of position p at ring[p & (ring_size - 1)]. Every frame starts at a
+ * FRAME_ALIGN-aligned position with a struct frame_header whose `tag` word is
+ * the frame's state: (position | FRAME_*). A tag that does not carry the
+ * frame's own position is left over from an earlier lap of the ring and means
+ * "nothing here yet", so the ring never needs to be zeroed.
+ *
+ * Life of a frame (P = its position, S = its sequence number):
+ *   1. A producer reserves [P, P+len) and S with one 128-bit CAS on `tail`.
+ *   2. It writes owner, frame_len and seq, then CASes tag: stale -> P|CLAIMED.
+ *   3. It writes the rest and the payload, then CASes tag P|CLAIMED ->
+ *      P|COMMITTED (release): the record is visible.
+ *   An abort, or the daemon on finding the owner dead, CASes the tag to
+ *   P|GAP instead, after filling gap_frame_len/gap_first_seq/gap_seq_count.
+ *   Because every change of a tag is a CAS, a producer and the daemon can
+ *   never both win: a revoked producer learns it from its failed CAS.
+ *
+ * Space: a producer may only reserve below `limit.position`, which is
+ * (the lowest position a subscription still needs) + ring_size. So the
+ * region [limit.position - ring_size, tail) is intact; its start, the floor,
+ * is always a frame boundary.
+ */
+#ifndef AGENTBUS_BUS_LAYOUT_H
+#define AGENTBUS_BUS_LAYOUT_H
+
+#include <stdint.h>
+
+#include "shm/atomics.h"
+
+#define STREAM_MAGIC 0x314d525453424761ull /* "aGBSTRM1" */
+#define STREAM_LAYOUT_VERSION 1u
+#define STREAM_CONTROL_SIZE (16u << 10)
+#define STREAM_MAX_SUBSCRIPTIONS 128u
+#define FRAME_ALIGN 64u
+
+enum frame_state {
+	FRAME_CLAIMED = 1,   /* reserved, being written by `owner` */
+	FRAME_COMMITTED = 2, /* a record */
+	FRAME_GAP = 3,       /* sequence numbers that hold no record; skip */
+	FRAME_STATE_MASK = 3,
+};
+
+struct frame_header {
+	uint64_t tag;           /* position | enum frame_state: the commit word */
+	uint32_t owner;         /* client id of the producer (written before CLAIMED) */
+	uint32_t frame_len;     /* bytes of the frame, header included, FRAME_ALIGN multiple */
+	uint64_t seq;           /* sequence number (written before CLAIMED) */
+	uint64_t time_ns;       /* CLOCK_REALTIME at reservation */
+	uint32_t payload_len;   /* bytes */
+	uint16_t subject_len;   /* bytes, 1..255 */
+	uint16_t key_len;       /* bytes, 0 = no key */
+	uint32_t headers_len;   /* bytes of the encoded headers */
+	uint32_t gap_frame_len; /* GAP only: bytes to skip (written by whoever made the gap) */
+	uint64_t gap_first_seq; /* GAP only: first sequence number skipped */
+	uint32_t gap_seq_count; /* GAP only: how many sequence numbers are skipped */
+	uint32_t reserved;
+	/* then subject, key, headers, payload; headers are encoded as
+	 * { u16 name_len, u32 value_len, name, value } each, unaligned. */
+};
+_Static_assert(sizeof(struct frame_header) == 64, "frame header is one cache line");
+#define HEADER_ENCODED_PREFIX 6u
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_ACTIVE = 1, /* position is honoured by producers */
+};
+
+/* One subscription's place in the stream, on a cache line of its own. */
+struct sub_slot {
+	uint64_t position;  /* first byte the subscription still needs (a frame boundary) */
+	uint64_t next_seq;  /* sequence number of the frame at position */
+	uint32_t owner;     /* client id holding the slot, 0 = free */
+	uint32_t state;     /* enum slot_state */
+	uint8_t pad[40];
+};
+_Static_assert(sizeof(struct sub_slot) == 64, "slot is one cache line");
+
+/* The limit word: producers reserve below `position`. `holder` (1 + slot
+ * index) is set while a subscription is joining: it freezes the limit so the
+ * region the joiner is about to claim cannot be overwritten. `version` grows
+ * at every release of the hold, so a producer's CAS can never succeed on a
+ * value it read before a join came and went (ABA). */
+#define LIMIT_HOLDER_BITS 16
+#define LIMIT_HOLDER_MASK ((1ull << LIMIT_HOLDER_BITS) - 1)
+
+struct stream_control {
+	/* Identity: written once before the segment is renamed into place. */
+	uint64_t magic;           /* STREAM_MAGIC */
+	uint32_t version;         /* STREAM_LAYOUT_VERSION */
+	uint32_t control_size;    /* STREAM_CONTROL_SIZE */
+	uint64_t ring_size;       /* bytes, power of two */
+	uint64_t max_record;      /* bytes of subject+key+headers+payload */
+	uint64_t created_ns;      /* CLOCK_REALTIME */
+	char name[64];            /* NUL-terminated */
+	uint32_t deleted;         /* 1 once the stream was removed */
+	uint8_t pad0[20];
+
+	/* Reservation: lo = next free position, hi = next sequence number. */
+	union pair64 tail __attribute__((aligned(64)));
+	uint8_t pad1[48];
+
+	/* lo = limit position, hi = version << 16 | holder. */
+	union pair64 limit __attribute__((aligned(64)));
+	uint8_t pad2[48];
+
+	/* Wake-ups: readers that are asleep count themselves in `sleepers` and
+	 * wait on `wake_signal`; producers bump and wake it only if sleepers > 0. */
+	uint32_t sleepers __attribute__((aligned(64)));
+	uint32_t wake_signal;
+	uint8_t pad3[56];
+
+	uint64_t gaps __attribute__((aligned(64))); /* sequence numbers turned into gaps */
+	uint64_t unblocked;                         /* gaps made by the daemon */
+	uint8_t pad4[48];
+
+	struct sub_slot slots[STREAM_MAX_SUBSCRIPTIONS] __attribute__((aligned(64)));
+};
+_Static_assert(sizeof(struct stream_control) <= STREAM_CONTROL_SIZE, "control fits");
+
+static inline uint64_t frame_tag(uint64_t position, enum frame_state state)
+{
+	return position | (uint64_t)state;
+}
+
+static inline uint64_t align_frame(uint64_t len)
+{
+	return (len + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1);
+}
+
+/* Largest frame a stream with this max_record can hold. */
+static inline uint64_t max_frame_len(uint64_t max_record)
+{
+	return align_frame(sizeof(struct frame_header) + max_record);
+}
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * protocol.h - messages between clients and the daemon over the bus's Unix
+ * socket (SOCK_SEQPACKET: one message per send, and a closed connection is
+ * how the daemon learns that a client died). Control operations only; the
+ * data path never touches the socket.
+ */
+#ifndef AGENTBUS_BUS_PROTOCOL_H
+#define AGENTBUS_BUS_PROTOCOL_H
+
+#include <stdint.h>
+
+#define PROTOCOL_MAGIC 0x31424741u /* "AGB1" */
+#define SOCKET_NAME "daemon.sock"
+#define LOCK_NAME "daemon.lock"
+#define STREAMS_DIR "streams"
+
+enum control_op {
+	OP_HELLO = 1,         /* -> client_id */
+	OP_STREAM_CREATE = 2, /* name, ring_size, max_record */
+	OP_STREAM_DELETE = 3, /* name */
+};
+
+struct control_request {
+	uint32_t magic;
+	uint32_t op;          /* enum control_op */
+	int32_t pid;          /* for logs only: pids repeat across containers */
+	uint32_t reserved;
+	uint64_t ring_size;
+	uint64_t max_record;
+	char name[64];        /* NUL-terminated */
+};
+
+struct control_reply {
+	uint32_t magic;
+	int32_t status;       /* 0 or a negative code */
+	uint32_t client_id;   /* OP_HELLO */
+	uint32_t reserved;
+	char message[240];    /* detail for agentbus_last_error() */
+};
+
+#endif

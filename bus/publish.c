@@ -1,0 +1,436 @@
+/*
+ * publish.c - producers: reserving ring space, writing frames, committing.
+ *
+ * Synchronising edges (each named at both ends):
+ *   T1  tail CAS: reserves [position, position+len) and the sequence numbers.
+ *       Producers race only on this CAS; none waits for another's copy.
+ *   C1  tag CAS P|CLAIMED -> P|COMMITTED (release) pairs with the acquire load
+ *       of the tag in subscribe.c (C1'): a reader that sees COMMITTED sees
+ *       the whole record.
+ *   S1  the acquire load of a subscription's slot position in limit_refresh()
+ *       pairs with the release store in subscribe.c (S1'): a reader has
+ *       finished with every byte below the position it published before a
+ *       producer may overwrite them.
+ *   W1  commit (seq_cst CAS) then seq_cst load of `sleepers` pairs with the
+ *       reader's seq_cst increment of `sleepers` then tag load (W1'): either
+ *       the reader sees the record or the producer sees the sleeper and wakes.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus/internal.h"
+#include "bus/testing.h"
+#include "shm/futex.h"
+
+void (*agentbus_test_hook)(int point);
+
+#define REVOKE_RETRIES 8
+
+struct frame_plan {
+	uint32_t subject_len;
+	uint32_t key_len;
+	uint32_t headers_len;
+	uint64_t payload_len;
+	uint64_t frame_len;
+};
+
+static int plan_frame(const agentbus_stream *stream, const struct agentbus_message *m,
+		      size_t payload_len, struct frame_plan *plan)
+{
+	size_t subject_len, i;
+	uint64_t body;
+	int err;
+
+	if (!m || !m->subject)
+		return set_error(AGENTBUS_E_INVALID, "publish: message or subject is NULL");
+	subject_len = m->subject_len ? m->subject_len : strnlen(m->subject, AGENTBUS_SUBJECT_MAX + 1);
+	err = agentbus_subject_check(m->subject, subject_len);
+	if (err)
+		return set_error(err, "publish: invalid subject '%.*s'", (int)(subject_len > 80 ? 80 : subject_len),
+				 m->subject);
+	if (m->key_len > UINT16_MAX || (m->key_len && !m->key))
+		return set_error(AGENTBUS_E_INVALID, "publish: key must be 0-65535 bytes and not NULL");
+	if (m->header_count && !m->headers)
+		return set_error(AGENTBUS_E_INVALID, "publish: headers is NULL with header_count %zu",
+				 m->header_count);
+	if (payload_len && !m->payload && payload_len == m->payload_len)
+		return set_error(AGENTBUS_E_INVALID, "publish: payload is NULL with payload_len %zu",
+				 payload_len);
+	body = subject_len + m->key_len;
+	for (i = 0; i < m->header_count && body <= stream->max_record; i++) {
+		const struct agentbus_header *h = &m->headers[i];
+
+		if (!h->name || h->name_len == 0 || (h->value_len && !h->value))
+			return set_error(AGENTBUS_E_INVALID, "publish: header %zu has no name or a NULL value", i);
+		body += HEADER_ENCODED_PREFIX + h->name_len + (uint64_t)h->value_len;
+	}
+	plan->headers_len = (uint32_t)(body - subject_len - m->key_len);
+	body += payload_len;
+	if (body > stream->max_record || payload_len > UINT32_MAX)
+		return set_error(AGENTBUS_E_TOO_LARGE,
+				 "stream '%s': record of %llu bytes exceeds max_record %llu",
+				 stream->name, (unsigned long long)body,
+				 (unsigned long long)stream->max_record);
+	plan->subject_len = (uint32_t)subject_len;
+	plan->key_len = (uint32_t)m->key_len;
+	plan->payload_len = payload_len;
+	plan->frame_len = align_frame(sizeof(struct frame_header) + body);
+	return 0;
+}
+
+/*
+ * Recompute how far producers may write: the lowest position any attached
+ * subscription still needs, plus the ring size. Called only when a
+ * reservation does not fit under the current limit. Returns the limit.
+ */
+uint64_t limit_refresh(agentbus_stream *stream)
+{
+	struct stream_control *c = stream->control;
+	union pair64 limit, found, next;
+	uint64_t lowest, p;
+	uint32_t i;
+
+	for (;;) {
+		limit = load128(&c->limit);
+		if (limit.hi & LIMIT_HOLDER_MASK)
+			return limit.lo; /* frozen while a subscription joins */
+		lowest = load_acquire(&c->tail.lo);
+		for (i = 0; i < STREAM_MAX_SUBSCRIPTIONS; i++) {
+			struct sub_slot *slot = &c->slots[i];
+
+			if (load_acquire(&slot->state) != SLOT_ACTIVE)
+				continue;
+			p = load_acquire(&slot->position); /* S1: pairs with S1' in subscribe.c */
+			if (p < lowest)
+				lowest = p;
+		}
+		next.lo = lowest + stream->ring_size;
+		next.hi = limit.hi;
+		if (next.lo <= limit.lo)
+			return limit.lo;
+		/* Fails if a joiner took the hold since we read the limit: the
+		 * version in hi makes even a hold-and-release visible. */
+		found = cas128(&c->limit, limit, next);
+		if (found.whole == limit.whole)
+			return next.lo;
+	}
+}
+
+/* Sleep a little longer each time a full ring makes a producer wait. */
+static void backoff(unsigned attempt)
+{
+	struct timespec ts = { 0, 0 };
+
+	if (attempt < 16) {
+		sched_yield();
+		return;
+	}
+	ts.tv_nsec = attempt < 64 ? 20000 : 200000;
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Reserve @len bytes and @seqs sequence numbers (edge T1). Returns 0 with the
+ * position and first seq, or AGENTBUS_E_BACKPRESSURE / AGENTBUS_E_DELETED.
+ */
+static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int timeout_ms,
+		   uint64_t *position, uint64_t *seq)
+{
+	struct stream_control *c = stream->control;
+	union pair64 tail, next, found;
+	uint64_t limit, deadline = 0;
+	unsigned attempt = 0;
+
+	/* Two plain halves may be torn; the CAS then fails and hands back the truth. */
+	tail.lo = load_relaxed(&c->tail.lo);
+	tail.hi = load_relaxed(&c->tail.hi);
+	limit = load_acquire(&c->limit.lo);
+	for (;;) {
+		if (tail.lo + len > limit) {
+			limit = limit_refresh(stream);
+			if (tail.lo + len > limit) {
+				if (load_relaxed(&c->deleted))
+					return set_error(AGENTBUS_E_DELETED, "stream '%s' was deleted",
+							 stream->name);
+				if (timeout_ms == 0 || (deadline && monotonic_ns() >= deadline))
+					return set_error(AGENTBUS_E_BACKPRESSURE,
+							 "stream '%s': ring full of records a subscription has not read",
+							 stream->name);
+				if (!deadline && timeout_ms > 0)
+					deadline = monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+				backoff(attempt++);
+				tail.lo = load_relaxed(&c->tail.lo);
+				tail.hi = load_relaxed(&c->tail.hi);
+				continue;
+			}
+		}
+		next.lo = tail.lo + len;
+		next.hi = tail.hi + seqs;
+		found = cas128(&c->tail, tail, next); /* T1 */
+		if (found.whole == tail.whole)
+			break;
+		tail = found;
+	}
+	*position = tail.lo;
+	*seq = tail.hi;
+	return 0;
+}
+
+/*
+ * Mark a reserved frame as ours. owner, frame_len and seq go first so the
+ * daemon, on seeing CLAIMED, knows whose it is and how long. Fails only if the
+ * daemon already turned the frame into a gap (it thought us dead, or we sat
+ * between reserve and this CAS for over a second).
+ */
+static int mark_claimed(agentbus_stream *stream, uint64_t position, uint64_t frame_len,
+			uint64_t seq)
+{
+	struct frame_header *h = frame_at(stream, position);
+	uint64_t old;
+
+	h->owner = stream->bus ? stream->bus->client_id : 0;
+	h->frame_len = (uint32_t)frame_len;
+	h->seq = seq;
+	old = load_relaxed(&h->tag);
+	if (old == frame_tag(position, FRAME_GAP))
+		return AGENTBUS_E_REVOKED;
+	/* seq_cst CAS: also a release of the fields above to the daemon. */
+	if (!cas64(&h->tag, &old, frame_tag(position, FRAME_CLAIMED)))
+		return AGENTBUS_E_REVOKED;
+	return 0;
+}
+
+static unsigned char *write_fields(struct frame_header *h, const struct agentbus_message *m,
+				   const struct frame_plan *plan, uint64_t time_ns)
+{
+	unsigned char *p = (unsigned char *)(h + 1);
+	size_t i;
+
+	h->time_ns = time_ns;
+	h->payload_len = (uint32_t)plan->payload_len;
+	h->subject_len = (uint16_t)plan->subject_len;
+	h->key_len = (uint16_t)plan->key_len;
+	h->headers_len = plan->headers_len;
+	memcpy(p, m->subject, plan->subject_len);
+	p += plan->subject_len;
+	if (plan->key_len)
+		memcpy(p, m->key, plan->key_len);
+	p += plan->key_len;
+	for (i = 0; i < m->header_count; i++) {
+		const struct agentbus_header *hd = &m->headers[i];
+
+		memcpy(p, &hd->name_len, 2);
+		memcpy(p + 2, &hd->value_len, 4);
+		memcpy(p + HEADER_ENCODED_PREFIX, hd->name, hd->name_len);
+		if (hd->value_len)
+			memcpy(p + HEADER_ENCODED_PREFIX + hd->name_len, hd->value, hd->value_len);
+		p += HEADER_ENCODED_PREFIX + hd->name_len + hd->value_len;
+	}
+	return p; /* where the payload goes */
+}
+
+void wake_sleepers(struct stream_control *c)
+{
+	/* W1: after the seq_cst commit CAS; pairs with W1' in subscribe.c. */
+	if (load_seq_cst(&c->sleepers) == 0)
+		return;
+	fetch_add_seq_cst(&c->wake_signal, 1);
+	futex_wake_all(&c->wake_signal);
+}
+
+/* C1: publish the record. Fails only if the daemon revoked the claim. */
+static int commit_frame(agentbus_stream *stream, uint64_t position)
+{
+	uint64_t expected = frame_tag(position, FRAME_CLAIMED);
+
+	if (!cas64(&frame_at(stream, position)->tag, &expected,
+		   frame_tag(position, FRAME_COMMITTED)))
+		return AGENTBUS_E_REVOKED;
+	return 0;
+}
+
+/* Turn a claimed frame into a gap of one sequence number. */
+static int abort_frame(agentbus_stream *stream, uint64_t position)
+{
+	struct frame_header *h = frame_at(stream, position);
+	uint64_t expected = frame_tag(position, FRAME_CLAIMED);
+
+	h->gap_frame_len = h->frame_len;
+	h->gap_first_seq = h->seq;
+	h->gap_seq_count = 1;
+	/* Release of the gap fields to readers (pairs with C1'). */
+	if (!cas64(&h->tag, &expected, frame_tag(position, FRAME_GAP)))
+		return AGENTBUS_E_REVOKED; /* the daemon made it a gap already */
+	fetch_add_relaxed(&stream->control->gaps, 1);
+	return 0;
+}
+
+static int check_stream(agentbus_stream *stream)
+{
+	if (!stream)
+		return set_error(AGENTBUS_E_INVALID, "publish: stream is NULL");
+	if (load_relaxed(&stream->control->deleted))
+		return set_error(AGENTBUS_E_DELETED, "stream '%s' was deleted", stream->name);
+	return 0;
+}
+
+/* Reserve and claim @count frames in one go; on revocation, give back the
+ * frames already claimed (they become gaps) and report it. */
+static int claim_frames(agentbus_stream *stream, const struct frame_plan *plans, size_t count,
+			uint64_t total, int timeout_ms, uint64_t *position, uint64_t *seq)
+{
+	uint64_t p;
+	size_t i, j;
+	int err;
+
+	err = reserve(stream, total, count, timeout_ms, position, seq);
+	if (err)
+		return err;
+	test_hook(HOOK_RESERVED);
+	for (i = 0, p = *position; i < count; p += plans[i].frame_len, i++) {
+		err = mark_claimed(stream, p, plans[i].frame_len, *seq + i);
+		if (err) {
+			for (j = 0, p = *position; j < i; p += plans[j].frame_len, j++)
+				abort_frame(stream, p);
+			return err;
+		}
+	}
+	test_hook(HOOK_CLAIMED);
+	return 0;
+}
+
+static int publish_once(agentbus_stream *stream, const struct agentbus_message *messages,
+			const struct frame_plan *plans, size_t count, uint64_t total,
+			int timeout_ms, uint64_t *first_seq)
+{
+	uint64_t position, seq, p, now;
+	size_t i;
+	int err;
+
+	err = claim_frames(stream, plans, count, total, timeout_ms, &position, &seq);
+	if (err)
+		return err;
+	now = realtime_ns();
+	for (i = 0, p = position; i < count; p += plans[i].frame_len, i++) {
+		unsigned char *payload = write_fields(frame_at(stream, p), &messages[i], &plans[i], now);
+
+		if (plans[i].payload_len)
+			memcpy(payload, messages[i].payload, plans[i].payload_len);
+	}
+	test_hook(HOOK_WRITTEN);
+	for (i = 0, p = position; i < count; p += plans[i].frame_len, i++) {
+		err = commit_frame(stream, p);
+		if (err) {
+			/* Revoked while we were alive: later frames become gaps too,
+			 * so the batch is all or nothing for those not yet visible. */
+			for (p += plans[i].frame_len, i++; i < count; p += plans[i].frame_len, i++)
+				abort_frame(stream, p);
+			break;
+		}
+	}
+	wake_sleepers(stream->control);
+	*first_seq = seq;
+	return err;
+}
+
+int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_message *messages,
+			       size_t count, int timeout_ms)
+{
+	struct frame_plan one, *plans = &one;
+	uint64_t total = 0, first_seq = 0;
+	size_t i;
+	int err, attempt;
+
+	err = check_stream(stream);
+	if (err)
+		return err;
+	if (!messages || count == 0)
+		return set_error(AGENTBUS_E_INVALID, "publish: no messages");
+	if (count > 1 && !(plans = malloc(count * sizeof(*plans))))
+		return set_error(-ENOMEM, "out of memory");
+	for (i = 0; i < count && !err; i++) {
+		err = plan_frame(stream, &messages[i], messages[i].payload_len, &plans[i]);
+		total += plans[i].frame_len;
+	}
+	if (!err && total > stream->ring_size / 2)
+		err = set_error(AGENTBUS_E_TOO_LARGE, "stream '%s': batch of %llu bytes exceeds half the ring",
+				stream->name, (unsigned long long)total);
+	for (attempt = 0; !err || (err == AGENTBUS_E_REVOKED && attempt < REVOKE_RETRIES); attempt++) {
+		err = publish_once(stream, messages, plans, count, total, timeout_ms, &first_seq);
+		if (!err)
+			break;
+	}
+	if (plans != &one)
+		free(plans);
+	if (err == AGENTBUS_E_REVOKED)
+		return set_error(err, "stream '%s': claim revoked by the daemon", stream->name);
+	return err ? err : (int64_t)first_seq;
+}
+
+int64_t agentbus_publish(agentbus_stream *stream, const struct agentbus_message *message,
+			 int timeout_ms)
+{
+	return agentbus_publish_batch(stream, message, 1, timeout_ms);
+}
+
+int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *message,
+		   size_t payload_len, int timeout_ms, struct agentbus_claim *claim)
+{
+	struct frame_plan plan;
+	uint64_t position, seq;
+	int err, attempt;
+
+	err = check_stream(stream);
+	if (err)
+		return err;
+	if (!claim)
+		return set_error(AGENTBUS_E_INVALID, "claim: claim is NULL");
+	err = plan_frame(stream, message, payload_len, &plan);
+	if (err)
+		return err;
+	for (attempt = 0; attempt < REVOKE_RETRIES; attempt++) {
+		err = claim_frames(stream, &plan, 1, plan.frame_len, timeout_ms, &position, &seq);
+		if (err != AGENTBUS_E_REVOKED)
+			break;
+	}
+	if (err)
+		return err == AGENTBUS_E_REVOKED ? set_error(err, "claim revoked by the daemon") : err;
+	claim->payload = write_fields(frame_at(stream, position), message, &plan, realtime_ns());
+	claim->payload_len = payload_len;
+	claim->seq = seq;
+	claim->stream = stream;
+	claim->position = position;
+	return 0;
+}
+
+int64_t agentbus_commit(struct agentbus_claim *claim)
+{
+	int err;
+
+	if (!claim || !claim->stream)
+		return set_error(AGENTBUS_E_INVALID, "commit: not a live claim");
+	test_hook(HOOK_WRITTEN);
+	err = commit_frame(claim->stream, claim->position);
+	wake_sleepers(claim->stream->control);
+	claim->stream = NULL;
+	if (err)
+		return set_error(err, "commit: the daemon turned this claim into a gap");
+	return (int64_t)claim->seq;
+}
+
+int agentbus_abort(struct agentbus_claim *claim)
+{
+	agentbus_stream *stream;
+
+	if (!claim || !claim->stream)
+		return set_error(AGENTBUS_E_INVALID, "abort: not a live claim");
+	stream = claim->stream;
+	claim->stream = NULL;
+	abort_frame(stream, claim->position);
+	/* Readers waiting at this frame may now skip it. */
+	wake_sleepers(stream->control);
+	return 0;
+}

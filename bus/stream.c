@@ -1,0 +1,244 @@
+/* stream.c - opening stream segments, and what they say about themselves. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/internal.h"
+#include "bus/protocol.h"
+
+struct stream_init_args {
+	const char *name;
+	uint64_t ring_size;
+	uint64_t max_record;
+};
+
+/* Fill a fresh control area (zeroed by the file system). Runs before the
+ * segment is renamed into place, so nobody else can see it yet. */
+static void stream_control_init(void *control_memory, void *arg)
+{
+	struct stream_control *control = control_memory;
+	const struct stream_init_args *args = arg;
+	union pair64 tail = { .lo = 0, .hi = 1 };
+	union pair64 limit = { .lo = args->ring_size, .hi = 0 };
+
+	control->version = STREAM_LAYOUT_VERSION;
+	control->control_size = STREAM_CONTROL_SIZE;
+	control->ring_size = args->ring_size;
+	control->max_record = args->max_record;
+	control->created_ns = realtime_ns();
+	snprintf(control->name, sizeof(control->name), "%s", args->name);
+	control->tail = tail;
+	control->limit = limit;
+	/* Pairs with the acquire in stream_validate(): magic last. */
+	store_release(&control->magic, STREAM_MAGIC);
+}
+
+int stream_create_segment(const char *bus_dir, const char *name, uint64_t ring_size,
+			  uint64_t max_record)
+{
+	struct stream_init_args args = { name, ring_size, max_record };
+	char dir[PATH_LEN];
+
+	if (path_join(dir, sizeof(dir), bus_dir, STREAMS_DIR) != 0)
+		return -ENAMETOOLONG;
+	return shm_segment_create(dir, name, STREAM_CONTROL_SIZE, ring_size, stream_control_init,
+				  &args);
+}
+
+/* A segment is untrusted: check everything a client will rely on. */
+int stream_validate(const struct stream_control *control, const struct shm_mapping *map)
+{
+	uint64_t ring_size = control->ring_size, max_record = control->max_record;
+
+	if (load_acquire(&control->magic) != STREAM_MAGIC)
+		return set_error(AGENTBUS_E_CORRUPT, "not a stream segment (bad magic)");
+	if (control->version != STREAM_LAYOUT_VERSION)
+		return set_error(AGENTBUS_E_VERSION, "stream segment has layout version %u, not %u",
+				 control->version, STREAM_LAYOUT_VERSION);
+	if (control->control_size != STREAM_CONTROL_SIZE || ring_size != map->ring_size ||
+	    max_record == 0 || max_record > ring_size / 4)
+		return set_error(AGENTBUS_E_CORRUPT, "stream segment header is inconsistent");
+	return 0;
+}
+
+int stream_map(const char *bus_dir, const char *name, int populate, agentbus_stream **out)
+{
+	char dir[PATH_LEN], path[PATH_LEN];
+	agentbus_stream *stream;
+	int err;
+
+	err = check_name("stream", name);
+	if (!err)
+		err = path_join(dir, sizeof(dir), bus_dir, STREAMS_DIR);
+	if (!err)
+		err = path_join(path, sizeof(path), dir, name);
+	if (err)
+		return err;
+	stream = calloc(1, sizeof(*stream));
+	if (!stream)
+		return set_error(-ENOMEM, "out of memory");
+	err = shm_segment_map(path, STREAM_CONTROL_SIZE, populate, &stream->map);
+	if (err) {
+		free(stream);
+		if (err == -ENOENT)
+			return set_error(AGENTBUS_E_NOT_FOUND, "no stream named '%s'", name);
+		return set_error(err == -EINVAL ? AGENTBUS_E_CORRUPT : err,
+				 "stream '%s': cannot map %s: %s", name, path,
+				 agentbus_strerror(err));
+	}
+	stream->control = stream->map.control;
+	err = stream_validate(stream->control, &stream->map);
+	if (err) {
+		stream_unmap(stream);
+		return err;
+	}
+	stream->ring = stream->map.ring;
+	stream->ring_size = stream->map.ring_size;
+	stream->ring_mask = stream->ring_size - 1;
+	stream->max_record = stream->control->max_record;
+	stream->max_frame = max_frame_len(stream->max_record);
+	snprintf(stream->name, sizeof(stream->name), "%s", name);
+	*out = stream;
+	return 0;
+}
+
+void stream_unmap(agentbus_stream *stream)
+{
+	shm_segment_unmap(&stream->map);
+	free(stream);
+}
+
+int agentbus_stream_open(agentbus_bus *bus, const char *name, agentbus_stream **out)
+{
+	int err;
+
+	if (!bus || !out)
+		return set_error(AGENTBUS_E_INVALID, "stream open: NULL argument");
+	err = stream_map(bus->dir, name, 1, out);
+	if (!err)
+		(*out)->bus = bus;
+	return err;
+}
+
+void agentbus_stream_close(agentbus_stream *stream)
+{
+	if (stream)
+		stream_unmap(stream);
+}
+
+/*
+ * Sequence number of the frame at @floor, a frame boundary inside the intact
+ * region. Returns 0 when it cannot be told yet (a producer has reserved the
+ * frame but not marked it: a few instructions' window).
+ */
+uint64_t stream_floor_seq(agentbus_stream *stream, uint64_t floor, union pair64 tail)
+{
+	struct frame_header *h;
+	uint64_t tag;
+
+	if (floor >= tail.lo)
+		return tail.hi;
+	h = (struct frame_header *)(stream->ring + (floor & stream->ring_mask));
+	/* Pairs with the release CAS that set the tag: seq fields are visible. */
+	tag = load_acquire(&h->tag);
+	if (tag == frame_tag(floor, FRAME_GAP))
+		return h->gap_first_seq;
+	if (tag == frame_tag(floor, FRAME_COMMITTED) || tag == frame_tag(floor, FRAME_CLAIMED))
+		return h->seq;
+	return 0;
+}
+
+int agentbus_stream_stat(agentbus_stream *stream, struct agentbus_stream_info *info)
+{
+	struct stream_control *c;
+	union pair64 tail, limit;
+	uint64_t floor, first;
+	uint32_t i;
+
+	if (!stream || !info)
+		return set_error(AGENTBUS_E_INVALID, "stream stat: NULL argument");
+	c = stream->control;
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", stream->name);
+	info->ring_size = stream->ring_size;
+	info->max_record = stream->max_record;
+	tail = load128(&c->tail);
+	limit = load128(&c->limit);
+	floor = limit.lo > stream->ring_size ? limit.lo - stream->ring_size : 0;
+	if (floor > tail.lo)
+		floor = tail.lo; /* a corrupt limit must not make ring_used wrap */
+	first = stream_floor_seq(stream, floor, tail);
+	info->first_seq = first ? first : tail.hi;
+	info->next_seq = tail.hi;
+	info->ring_used = tail.lo - floor;
+	info->gaps = load_relaxed(&c->gaps);
+	info->sleepers = load_relaxed(&c->sleepers);
+	for (i = 0; i < STREAM_MAX_SUBSCRIPTIONS; i++)
+		info->subscriptions += load_relaxed(&c->slots[i].state) == SLOT_ACTIVE;
+	return 0;
+}
+
+int agentbus_stream_info_get(agentbus_bus *bus, const char *name,
+			     struct agentbus_stream_info *info)
+{
+	agentbus_stream *stream;
+	int err;
+
+	if (!bus || !info)
+		return set_error(AGENTBUS_E_INVALID, "stream info: NULL argument");
+	err = stream_map(bus->dir, name, 0, &stream);
+	if (err)
+		return err;
+	err = agentbus_stream_stat(stream, info);
+	stream_unmap(stream);
+	return err;
+}
+
+static int compare_info(const void *a, const void *b)
+{
+	return strcmp(((const struct agentbus_stream_info *)a)->name,
+		      ((const struct agentbus_stream_info *)b)->name);
+}
+
+int agentbus_stream_list(agentbus_bus *bus, struct agentbus_stream_info **infos,
+			 size_t *count)
+{
+	struct agentbus_stream_info *list = NULL, *grown;
+	size_t n = 0, cap = 0;
+	char dir[PATH_LEN];
+	struct dirent *e;
+	DIR *d;
+
+	if (!bus || !infos || !count)
+		return set_error(AGENTBUS_E_INVALID, "stream list: NULL argument");
+	if (path_join(dir, sizeof(dir), bus->dir, STREAMS_DIR) != 0)
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d)
+		return set_error(-errno, "cannot read %s: %s", dir, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || check_name("stream", e->d_name) != 0)
+			continue; /* half-made segments and strangers */
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			grown = realloc(list, cap * sizeof(*list));
+			if (!grown) {
+				closedir(d);
+				free(list);
+				return set_error(-ENOMEM, "out of memory");
+			}
+			list = grown;
+		}
+		/* A stream deleted meanwhile just drops out of the list. */
+		if (agentbus_stream_info_get(bus, e->d_name, &list[n]) == 0)
+			n++;
+	}
+	closedir(d);
+	clear_error();
+	qsort(list, n, sizeof(*list), compare_info);
+	*infos = list;
+	*count = n;
+	return 0;
+}

@@ -1,0 +1,176 @@
+/*
+ * unblock.c - the daemon's repair of streams after a client dies.
+ *
+ * A dead client may hold: subscription slots (they would hold producers back
+ * forever), the join hold on the limit word, and frames it reserved but never
+ * committed (readers would wait at them forever). For frames, the daemon looks
+ * only where a subscription waits: the first uncommitted frame in its way.
+ *
+ *   - CLAIMED by a client that is not alive: the frame knows its length, so
+ *     it becomes a gap of one sequence number at once.
+ *   - Not marked at all (the producer died in the few instructions between
+ *     reserving and marking): the frame's end is where the frame with the next
+ *     sequence number starts, or the tail if it was the last reservation.
+ *     This is done when a client died after the frame was first seen, or when
+ *     it stayed unmarked for STALE_CLAIM_TIMEOUT_NS. If the producer was only
+ *     slow, its marking CAS fails and it retries with a new reservation.
+ *
+ * Every change of a tag is a CAS from the exact value observed, so a producer
+ * that is alive after all can never have its record half-overwritten.
+ */
+#include <string.h>
+
+#include "bus/daemon.h"
+
+static void make_gap(struct agentbus_daemon *d, agentbus_stream *s, uint64_t position,
+		     uint64_t observed_tag, uint64_t len, uint64_t seq)
+{
+	struct frame_header *h = frame_at(s, position);
+
+	h->gap_frame_len = (uint32_t)len;
+	h->gap_first_seq = seq;
+	h->gap_seq_count = 1;
+	/* Release of the gap fields to readers (pairs with C1' in subscribe.c). */
+	if (!cas64(&h->tag, &observed_tag, frame_tag(position, FRAME_GAP)))
+		return; /* the producer was alive and got there first */
+	fetch_add_relaxed(&s->control->gaps, 1);
+	fetch_add_relaxed(&s->control->unblocked, 1);
+	wake_sleepers(s->control);
+	daemon_log(d, "stream '%s': seq %llu (position %llu, %llu bytes) left by a dead producer is now a gap",
+		   s->name, (unsigned long long)seq, (unsigned long long)position,
+		   (unsigned long long)len);
+}
+
+static int sane_length(agentbus_stream *s, uint64_t position, uint64_t len, uint64_t tail)
+{
+	return len >= FRAME_ALIGN && len % FRAME_ALIGN == 0 && len <= s->max_frame &&
+	       position + len <= tail;
+}
+
+/* Where the frame reserved at @position with sequence @seq ends: 0 if it
+ * cannot be told yet. */
+static uint64_t find_frame_end(agentbus_stream *s, uint64_t position, uint64_t seq,
+			       union pair64 tail)
+{
+	uint64_t p, tag, end = position + s->max_frame;
+
+	if (tail.hi == seq + 1)
+		return tail.lo;
+	if (end > tail.lo)
+		end = tail.lo;
+	for (p = position + FRAME_ALIGN; p < end; p += FRAME_ALIGN) {
+		struct frame_header *h = frame_at(s, p);
+
+		tag = load_acquire(&h->tag);
+		if ((tag == frame_tag(p, FRAME_CLAIMED) || tag == frame_tag(p, FRAME_COMMITTED)) &&
+		    h->seq == seq + 1)
+			return p;
+		if (tag == frame_tag(p, FRAME_GAP) && h->gap_first_seq == seq + 1)
+			return p;
+	}
+	return 0;
+}
+
+static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, uint32_t slot,
+			   uint64_t position, uint64_t seq, uint64_t tag, union pair64 tail)
+{
+	struct stuck_frame *stuck = &w->stuck[slot];
+	uint64_t now = monotonic_ns(), end;
+
+	if (stuck->position != position || stuck->since_ns == 0) {
+		stuck->position = position;
+		stuck->since_ns = now;
+		/* A death already noticed may be this frame's producer. */
+		if (d->last_death_ns == 0 || d->last_death_ns < now - STALE_CLAIM_TIMEOUT_NS)
+			return;
+	} else if (d->last_death_ns < stuck->since_ns &&
+		   now - stuck->since_ns < STALE_CLAIM_TIMEOUT_NS) {
+		return;
+	}
+	end = find_frame_end(w->stream, position, seq, tail);
+	if (end)
+		make_gap(d, w->stream, position, tag, end - position, seq);
+}
+
+/* Look at the frame a subscription waits at, and repair it if its producer is dead. */
+static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, uint32_t slot,
+			  uint64_t position, uint64_t seq)
+{
+	agentbus_stream *s = w->stream;
+	union pair64 tail = load128(&s->control->tail);
+	struct frame_header *h;
+	uint64_t tag;
+
+	if (position >= tail.lo || position % FRAME_ALIGN)
+		return;
+	h = frame_at(s, position);
+	tag = load_acquire(&h->tag); /* sees owner/frame_len/seq written before CLAIMED */
+	if (tag == frame_tag(position, FRAME_COMMITTED) || tag == frame_tag(position, FRAME_GAP))
+		return;
+	if (tag != frame_tag(position, FRAME_CLAIMED)) {
+		unmarked_frame(d, w, slot, position, seq, tag, tail);
+		return;
+	}
+	if (daemon_client_alive(d, h->owner))
+		return;
+	if (sane_length(s, position, h->frame_len, tail.lo) && h->seq == seq)
+		make_gap(d, s, position, tag, h->frame_len, seq);
+}
+
+/* A slot of a dead client holds producers back: free it. */
+static void free_slot(struct agentbus_daemon *d, agentbus_stream *s, uint32_t i)
+{
+	struct sub_slot *slot = &s->control->slots[i];
+	uint32_t owner = load_acquire(&slot->owner);
+
+	store_release(&slot->state, SLOT_FREE);
+	if (__atomic_compare_exchange_n(&slot->owner, &owner, 0, 0, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST))
+		daemon_log(d, "stream '%s': freed subscription slot %u of dead client %u", s->name, i,
+			   owner);
+}
+
+/* The join hold of a dead subscriber would freeze the limit forever. */
+static void release_dead_hold(struct agentbus_daemon *d, agentbus_stream *s)
+{
+	union pair64 limit = load128(&s->control->limit), next;
+	uint64_t holder = limit.hi & LIMIT_HOLDER_MASK;
+
+	if (holder == 0)
+		return;
+	if (holder <= STREAM_MAX_SUBSCRIPTIONS &&
+	    daemon_client_alive(d, load_acquire(&s->control->slots[holder - 1].owner)))
+		return;
+	next.lo = limit.lo;
+	next.hi = ((limit.hi >> LIMIT_HOLDER_BITS) + 1) << LIMIT_HOLDER_BITS;
+	if (cas128(&s->control->limit, limit, next).whole == limit.whole)
+		daemon_log(d, "stream '%s': released the join hold of a dead subscriber", s->name);
+}
+
+void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w)
+{
+	struct stream_control *c = w->stream->control;
+	uint64_t position, seq;
+	uint32_t i, owner;
+
+	release_dead_hold(d, w->stream);
+	for (i = 0; i < STREAM_MAX_SUBSCRIPTIONS; i++) {
+		struct sub_slot *slot = &c->slots[i];
+
+		owner = load_acquire(&slot->owner);
+		if (owner == 0)
+			continue;
+		if (!daemon_client_alive(d, owner)) {
+			free_slot(d, w->stream, i);
+			continue;
+		}
+		if (load_acquire(&slot->state) != SLOT_ACTIVE)
+			continue;
+		/* position and seq are stored apart: read them until they agree. */
+		position = load_acquire(&slot->position);
+		seq = load_relaxed(&slot->next_seq);
+		if (load_acquire(&slot->position) != position)
+			continue;
+		inspect_frame(d, w, i, position, seq);
+	}
+}
