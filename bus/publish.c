@@ -149,6 +149,9 @@ static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int tim
 	tail.hi = load_relaxed(&c->tail.hi);
 	limit = load_acquire(&c->limit.lo);
 	for (;;) {
+		if (tail.lo % FRAME_ALIGN)
+			return set_error(AGENTBUS_E_CORRUPT, "stream '%s': tail position %llu is misaligned",
+					 stream->name, (unsigned long long)tail.lo);
 		if (tail.lo + len > limit) {
 			limit = limit_refresh(stream);
 			if (tail.lo + len > limit) {

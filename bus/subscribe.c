@@ -143,8 +143,9 @@ static int choose_start(agentbus_sub *sub, const struct agentbus_sub_config *cfg
 	uint64_t floor = limit > stream->ring_size ? limit - stream->ring_size : 0;
 	uint64_t want;
 
-	if (floor > tail.lo)
-		return set_error(AGENTBUS_E_CORRUPT, "stream '%s': limit is past the tail", stream->name);
+	if (floor > tail.lo || floor % FRAME_ALIGN || tail.lo % FRAME_ALIGN)
+		return set_error(AGENTBUS_E_CORRUPT, "stream '%s': tail or limit is corrupt",
+				 stream->name);
 	switch (cfg->start) {
 	case AGENTBUS_START_NEW:
 		sub->position = tail.lo;
