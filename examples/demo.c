@@ -55,6 +55,15 @@ struct run {
 	struct demo_tally tally;
 };
 
+/* Set by SIGINT/SIGTERM in the supervisor: stop, clean up, exit 1. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 uint64_t demo_now_ns(void)
 {
 	struct timespec ts;
@@ -104,6 +113,12 @@ static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *val
 	return errno == 0 && end != text && *end == '\0' && *value >= min && *value <= max ? 0 : -1;
 }
 
+static int bad_option(const char *message)
+{
+	fprintf(stderr, "agentbus-demo: %s\n", message);
+	return -1;
+}
+
 /* Fill @options from the command line. Returns 0, 1 for --help, -1 on error. */
 static int parse_options(int argc, char **argv, struct demo_options *options)
 {
@@ -123,24 +138,24 @@ static int parse_options(int argc, char **argv, struct demo_options *options)
 		switch (opt) {
 		case 'c':
 			if (parse_u64(optarg, 1, 1000000, &options->calls) != 0)
-				return -1;
+				return bad_option("--calls wants a number from 1 to 1000000");
 			break;
 		case 'i':
 			if (parse_u64(optarg, 0, 1000000, &options->interval_us) != 0)
-				return -1;
+				return bad_option("--interval-us wants a number from 0 to 1000000");
 			break;
 		case 'b':
 			if (strlen(optarg) >= sizeof(options->bus))
-				return -1;
+				return bad_option("--bus wants a name of at most 63 characters");
 			strcpy(options->bus, optarg);
 			break;
 		case 'h':
 			return 1;
 		default:
-			return -1;
+			return -1; /* getopt_long() has said what was wrong */
 		}
 	}
-	return optind == argc ? 0 : -1;
+	return optind == argc ? 0 : bad_option("unexpected argument");
 }
 
 /* In a new child: die with the parent, keep only the pipe ends @role uses. */
@@ -149,6 +164,7 @@ static void child_setup(struct run *run, pid_t parent, int is_planner)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1); /* the parent is already gone */
+	signal(SIGINT, SIG_IGN); /* Ctrl-C is the supervisor's to handle */
 	close(run->agents_go[1]);
 	close(run->planner_go[1]);
 	close(run->ready[0]);
@@ -241,10 +257,21 @@ static void print_cast(const struct run *run)
 	fflush(stdout);
 }
 
+/* Say how @child ended, on stderr. */
+static void report_exit(const struct child *child, const char *when)
+{
+	if (WIFSIGNALED(child->status))
+		fprintf(stderr, "agentbus-demo: %s (pid %d) %s: killed by signal %d\n", child->role,
+			(int)child->pid, when, WTERMSIG(child->status));
+	else
+		fprintf(stderr, "agentbus-demo: %s (pid %d) %s: exit status %d\n", child->role,
+			(int)child->pid, when, WEXITSTATUS(child->status));
+}
+
 /*
  * Reap children that have exited, without blocking. Returns -1 if one of
- * them ended badly: any agent (they run until told to stop) or a planner
- * that failed; 0 otherwise.
+ * them ended badly (any agent, since agents run until told to stop, or a
+ * planner that failed) or the demo was interrupted; 0 otherwise.
  */
 static int check_children(struct run *run)
 {
@@ -257,10 +284,13 @@ static int check_children(struct run *run)
 			continue;
 		child->reaped = 1;
 		if (i > 0 || !WIFEXITED(child->status) || WEXITSTATUS(child->status) != 0) {
-			fprintf(stderr, "agentbus-demo: %s (pid %d) ended early (status 0x%x)\n",
-				child->role, (int)child->pid, child->status);
+			report_exit(child, "ended early");
 			bad = 1;
 		}
+	}
+	if (interrupted) {
+		fprintf(stderr, "agentbus-demo: interrupted\n");
+		bad = 1;
 	}
 	return bad ? -1 : 0;
 }
@@ -343,16 +373,20 @@ static int collect_goodbyes(struct run *run)
 }
 
 /*
- * Wait for child @child to exit, up to REAP_TIMEOUT_MS, then kill it.
- * Returns 0 if it exited by itself with status 0.
+ * Wait for child @child to exit, up to REAP_TIMEOUT_MS, then kill it. An
+ * exit other than status 0 is reported unless @quiet (the child was killed
+ * on purpose) or it was reported when first seen. Returns 0 if it exited by
+ * itself with status 0.
  */
-static int reap_child(struct child *child)
+static int reap_child(struct child *child, int quiet)
 {
 	uint64_t deadline = demo_now_ns() + REAP_TIMEOUT_MS * 1000000ull;
 	struct timespec pause = { .tv_nsec = 10000000 };
 
 	if (child->pid <= 0)
 		return 0;
+	if (child->reaped)
+		quiet = 1; /* check_children() saw it end */
 	while (!child->reaped) {
 		pid_t r = waitpid(child->pid, &child->status, WNOHANG);
 
@@ -371,7 +405,11 @@ static int reap_child(struct child *child)
 		}
 		nanosleep(&pause, NULL);
 	}
-	return WIFEXITED(child->status) && WEXITSTATUS(child->status) == 0 ? 0 : -1;
+	if (WIFEXITED(child->status) && WEXITSTATUS(child->status) == 0)
+		return 0;
+	if (!quiet)
+		report_exit(child, "failed");
+	return -1;
 }
 
 /* Reap every child; on @failed, kill them first. Returns 0 if all exited 0. */
@@ -383,7 +421,7 @@ static int reap_children(struct run *run, int failed)
 		if (failed && run->children[i].pid > 0 && !run->children[i].reaped)
 			kill(run->children[i].pid, SIGKILL);
 	for (int i = 0; i < CHILDREN; i++)
-		if (reap_child(&run->children[i]) != 0)
+		if (reap_child(&run->children[i], failed) != 0)
 			rc = -1;
 	return rc;
 }
@@ -417,6 +455,16 @@ static void close_pipes(struct run *run)
 				close(fds[i][j]);
 }
 
+/* Turn SIGINT and SIGTERM into a clean stop: reap, report, remove the bus. */
+static void catch_interrupts(void)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Run the whole demo on @run, whose options are set. Returns the exit code. */
 static int demo_run(struct run *run)
 {
@@ -428,7 +476,11 @@ static int demo_run(struct run *run)
 		close_pipes(run);
 		return 1;
 	}
-	if (spawn_children(run) != 0 || start_bus(run) != 0) {
+	if (spawn_children(run) != 0)
+		failed = 1;
+	else
+		catch_interrupts(); /* after fork: the agents have their own SIGTERM */
+	if (failed || start_bus(run) != 0) {
 		failed = 1;
 	} else {
 		print_cast(run);
@@ -458,9 +510,13 @@ int main(int argc, char **argv)
 	run.planner_go[0] = run.planner_go[1] = -1;
 	run.ready[0] = run.ready[1] = -1;
 	r = parse_options(argc, argv, &run.options);
-	if (r != 0) {
-		usage(r > 0 ? stdout : stderr);
-		return r > 0 ? 0 : 2;
+	if (r > 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "usage: agentbus-demo [--calls N] [--interval-us N] [--bus NAME] (see --help)\n");
+		return 2;
 	}
 	if (demo_tally_init(&run.tally, run.options.calls) != 0) {
 		fprintf(stderr, "agentbus-demo: out of memory\n");
