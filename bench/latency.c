@@ -1,35 +1,46 @@
 /*
  * latency.c - `agentbus bench latency`: one-way delivery latency between two
  * processes pinned to two CPUs, next to the floors of this machine measured
- * in the same run between the same two CPUs.
+ * in the same run, between the same two processes, at the same moments.
  *
  * Method (the same for every transport, so the ratios compare like with
- * like): a sender process pinned to the first CPU sends one message every
- * --interval-us (paced, so we measure latency, not queueing), each carrying
- * its CLOCK_MONOTONIC send time; a receiver pinned to the second CPU takes
- * CLOCK_MONOTONIC as soon as it has the message and keeps now - sent. The
- * clock is consistent across CPUs here (the TSC is not), and reading it
- * costs ~26 ns through the vDSO, in every figure alike.
+ * like): a sender process pinned to the first CPU sends messages paced one
+ * --interval-us apart, each carrying its CLOCK_MONOTONIC send time; a
+ * receiver pinned to the second CPU takes CLOCK_MONOTONIC as soon as it has
+ * the message and keeps now - sent. The clock is consistent across CPUs here
+ * (the TSC is not) and costs ~26 ns through the vDSO, in every figure alike.
+ *
+ * The transports take turns: message i goes by cache line, then by socket,
+ * (futex,) then by agentbus, and so on. The host under these VMs moves and
+ * stalls vCPUs from one second to the next, so only figures taken at the
+ * same moments compare; taking turns gives every transport the same share
+ * of good and bad moments. Before each send the sender waits until the
+ * receiver has acknowledged the previous message (on a cache line of its
+ * own, outside the timed span), so a message never queues behind another
+ * and a stalled receiver delays the next send instead of inflating it.
  *
  * Transports:
  *   cache line   one 64-byte-aligned word in MAP_SHARED memory: the sender
  *                stores its send time, the receiver spins on it. The floor
- *                for a spinning reader.
- *   ping-pong    the same line bounced back: half the round trip, taken by
- *                the sender. A cross-check of the one-way figure only.
- *   unix socket  a socketpair(AF_UNIX, SOCK_STREAM); the receiver busy-polls
- *                recv(MSG_DONTWAIT) for --wait spin, blocks in recv() for
- *                --wait sleep. Messages are --size bytes.
+ *                for a spinning reader (a bare load loop, no pause).
+ *   ping-pong    another line bounced back: half the round trip, timed by
+ *                the sender. A cross-check of the one-way figure (--wait
+ *                spin only).
+ *   unix socket  a socketpair(AF_UNIX, SOCK_STREAM) carrying --size byte
+ *                messages; the receiver busy-polls recv(MSG_DONTWAIT) for
+ *                --wait spin, and blocks in recv() for --wait sleep.
  *   futex wake   (--wait sleep) the receiver sleeps in FUTEX_WAIT on a
  *                shared word; the sender stores its send time and the
- *                record number, then calls FUTEX_WAKE. The floor for a
+ *                message number, then calls FUTEX_WAKE. The floor for a
  *                sleeping reader.
  *   agentbus     an embedded daemon on a bus of its own, one stream; the
  *                sender agentbus_publish()es --size byte payloads (send
  *                time and index in the first 16 bytes), the receiver reads
  *                with agentbus_sub_read() and the chosen wait strategy.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "bench_internal.h"
 
 #include <errno.h>
@@ -47,57 +58,68 @@
 #define LAT_SETUP_NS (15ull * 1000000000u) /* daemon start, ring pre-fault, attach */
 #define LAT_SPIN_CHECK 4096                /* spins between two deadline checks */
 #define LAT_HEADER 16                      /* send time + index at payload start */
+#define LAT_NO_SAMPLE UINT64_MAX
+
+enum { K_CACHELINE, K_PINGPONG, K_SOCKET, K_FUTEX, K_AGENTBUS, K_COUNT };
 
 struct lat_opts {
 	uint64_t size;           /* payload bytes (>= LAT_HEADER) */
 	enum agentbus_wait wait; /* AGENTBUS_WAIT_SPIN or AGENTBUS_WAIT_SLEEP */
-	uint64_t count;          /* measured messages */
-	uint64_t warmup;         /* messages sent first and not measured */
+	uint64_t count;          /* measured messages per transport */
+	uint64_t warmup;         /* messages per transport sent first, not measured */
 	uint64_t interval_ns;    /* one send every interval_ns */
 	uint64_t ring_size;      /* agentbus stream ring bytes; 0 = default */
 	int json;                /* print one JSON object */
 	int cpu_send;            /* CPU of the sender */
 	int cpu_recv;            /* CPU of the receiver */
+	int active[K_COUNT];     /* transports in this run */
 };
 
 /* Everything the parent and its two children share (MAP_SHARED). */
 struct lat_shared {
 	_Alignas(64) _Atomic uint32_t ready; /* receiver attached and waiting */
-	_Atomic uint32_t bus_ready;          /* parent: transport set up (daemon, stream) */
+	_Atomic uint32_t bus_ready;          /* parent: daemon up, stream created */
 	_Atomic uint32_t sender_done;        /* sender sent all it will send */
-	_Atomic uint32_t failed;             /* a child gave up; the others stop too */
-	uint64_t received;                   /* samples[] entries written */
-	uint64_t lost;                       /* messages sent but never seen */
-	_Alignas(64) _Atomic uint64_t line;  /* cache line: send time / ping-pong count */
+	_Atomic uint32_t failed;             /* a child gave up; the other stops too */
+	uint64_t received[K_COUNT];          /* samples[k] entries written */
+	_Alignas(64) _Atomic uint64_t ack;   /* messages the receiver is done with */
+	_Alignas(64) _Atomic uint64_t line;  /* cache line: send time */
+	_Alignas(64) _Atomic uint64_t pong;  /* ping-pong: 2i+1 ping, 2i+2 pong */
 	_Alignas(64) _Atomic uint64_t stamp; /* futex: send time of the last wake */
 	_Atomic uint32_t futex_word;         /* futex: messages sent so far */
-	_Alignas(64) uint64_t samples[];     /* one-way ns, in arrival order */
+	_Alignas(64) uint64_t samples[];     /* K_COUNT arrays of count one-way ns */
 };
 
-/* One measurement: the options plus the state of its transport. */
+/* One run: options, shared state, and each child's own transport state. */
 struct lat_ctx {
 	const struct lat_opts *o;
 	struct lat_shared *sh;
 	uint64_t deadline;               /* children give up after this (ns) */
 	int fds[2];                      /* unix socket: sender end, receiver end */
+	int fd;                          /* unix socket: this child's end */
+	char *buf;                       /* this child's message buffer (size bytes) */
+	uint64_t last_line;              /* receiver: last cache-line value seen */
 	char bus[AGENTBUS_NAME_MAX + 1]; /* agentbus: the bus of this run */
 	agentbus_daemon *daemon;         /* agentbus: embedded daemon (parent) */
+	agentbus_bus *conn;              /* agentbus: this child's connection */
+	agentbus_stream *stream;         /* agentbus: the stream, opened by this child */
+	agentbus_sub *sub;               /* agentbus: the receiver's subscription */
 };
 
-/* A transport: its two children, and what the parent does around them. */
+/*
+ * A transport. send() gets the send time just read and may return a sample
+ * (ping-pong times itself); recv() waits for message @index and returns its
+ * one-way sample. Both return 0 or -1 (the run failed).
+ */
 struct lat_kind {
-	const char *key;                    /* JSON name */
-	const char *label;                  /* human name */
-	int (*sender)(void *ctx);           /* runs in the child on cpu_send */
-	int (*receiver)(void *ctx);         /* runs in the child on cpu_recv */
-	int (*setup)(struct lat_ctx *c);    /* parent, before fork */
-	int (*start)(struct lat_ctx *c);    /* parent, after fork */
-	void (*stop)(struct lat_ctx *c);    /* parent, after the children ended */
+	const char *key;   /* JSON name */
+	const char *label; /* human name */
+	int (*send)(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample);
+	int (*recv)(struct lat_ctx *c, uint64_t index, uint64_t *sample);
 };
 
 struct lat_result {
 	struct bench_pcts pcts; /* one-way ns */
-	uint64_t lost;          /* messages the receiver never saw */
 	int ok;                 /* measured */
 };
 
@@ -108,6 +130,11 @@ struct lat_result {
 static uint64_t lat_total(const struct lat_opts *o)
 {
 	return o->warmup + o->count;
+}
+
+static uint64_t *lat_samples(struct lat_ctx *c, int kind)
+{
+	return c->sh->samples + (size_t)kind * c->o->count;
 }
 
 /* A child's failure: tell the user and the other side (which then stops). */
@@ -121,179 +148,105 @@ static int lat_fail(struct lat_ctx *c, const char *what, int err)
 	return -1;
 }
 
+/* 1 when a waiting child should give up: the other side failed, or time is up. */
+static int lat_give_up(struct lat_ctx *c)
+{
+	return atomic_load_explicit(&c->sh->failed, memory_order_acquire) ||
+	       bench_now_ns() > c->deadline;
+}
+
 /*
- * Wait for the next send time, then move *next one interval on. A sender
- * that fell behind (preempted) starts a fresh interval instead of sending a
- * burst to catch up, which would measure queueing. Returns -1 when the other
- * side failed or time is up.
+ * Spin until @word equals @want. The clock and flags are looked at only
+ * every LAT_SPIN_CHECK spins, so the loop that sees the change is a bare
+ * load. 0, or -1 when the run failed or time is up.
  */
-static int lat_pace(struct lat_ctx *c, uint64_t *next)
+static int lat_spin_equal(struct lat_ctx *c, _Atomic uint64_t *word, uint64_t want)
+{
+	unsigned spins = 0;
+
+	while (atomic_load_explicit(word, memory_order_acquire) != want) {
+		if (++spins % LAT_SPIN_CHECK == 0 && lat_give_up(c))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Wait for the receiver's acknowledgement of message @sent - 1, then for the
+ * next send time, and move *next one interval on. A sender held back past
+ * its time (the receiver or itself descheduled) starts a fresh interval
+ * rather than sending a burst. 0 or -1.
+ */
+static int lat_pace(struct lat_ctx *c, uint64_t sent, uint64_t *next)
 {
 	uint64_t now;
 
+	if (lat_spin_equal(c, &c->sh->ack, sent) < 0)
+		return -1;
 	bench_spin_until(*next);
-	if (atomic_load_explicit(&c->sh->failed, memory_order_relaxed))
-		return -1;
 	now = bench_now_ns();
-	if (now > c->deadline)
-		return -1;
 	*next += c->o->interval_ns;
 	if (*next < now)
 		*next = now + c->o->interval_ns;
 	return 0;
 }
 
-/* Start pacing once the receiver is ready. */
-static int lat_sender_begin(struct lat_ctx *c, uint64_t *next)
+/* Keep message @index's sample unless it is a warm-up one. */
+static void lat_record(struct lat_ctx *c, int kind, uint64_t index, uint64_t one_way_ns)
 {
-	if (bench_wait_at_least(&c->sh->ready, 1, &c->sh->failed, c->deadline) < 0)
-		return -1;
-	*next = bench_now_ns() + c->o->interval_ns;
-	return 0;
-}
+	uint64_t *n = &c->sh->received[kind];
 
-static void lat_sender_end(struct lat_ctx *c)
-{
-	atomic_store_explicit(&c->sh->sender_done, 1, memory_order_release);
-}
-
-/* Receiver: fault the sample array in, then say we are ready. */
-static void lat_receiver_ready(struct lat_ctx *c)
-{
-	memset(c->sh->samples, 0, c->o->count * sizeof(c->sh->samples[0]));
-	atomic_store_explicit(&c->sh->ready, 1, memory_order_release);
-}
-
-/* Keep the sample of message @index unless it is a warm-up one. */
-static void lat_record(struct lat_ctx *c, uint64_t index, uint64_t one_way_ns)
-{
-	struct lat_shared *sh = c->sh;
-
-	if (index >= c->o->warmup && sh->received < c->o->count)
-		sh->samples[sh->received++] = one_way_ns;
-}
-
-/* 1 when the receiver should stop waiting: sender finished, failed, or late. */
-static int lat_receiver_should_stop(struct lat_ctx *c)
-{
-	return atomic_load_explicit(&c->sh->sender_done, memory_order_acquire) ||
-	       atomic_load_explicit(&c->sh->failed, memory_order_acquire) ||
-	       bench_now_ns() > c->deadline;
-}
-
-/*
- * Spin until @word differs from @last and return its new value; 0 when it
- * will not change any more. The clock and flags are looked at only every
- * LAT_SPIN_CHECK spins, so the loop that detects the change is a bare load.
- */
-static uint64_t lat_spin_change(struct lat_ctx *c, _Atomic uint64_t *word, uint64_t last)
-{
-	unsigned spins = 0;
-	uint64_t v;
-
-	while ((v = atomic_load_explicit(word, memory_order_acquire)) == last) {
-		if (++spins % LAT_SPIN_CHECK)
-			continue;
-		if (lat_receiver_should_stop(c) &&
-		    atomic_load_explicit(word, memory_order_acquire) == last)
-			return 0;
-	}
-	return v;
-}
-
-/* Spin until @word equals @want. 0, or -1 when time is up or a side failed. */
-static int lat_spin_equal(struct lat_ctx *c, _Atomic uint64_t *word, uint64_t want)
-{
-	unsigned spins = 0;
-
-	while (atomic_load_explicit(word, memory_order_acquire) != want) {
-		if (++spins % LAT_SPIN_CHECK)
-			continue;
-		if (atomic_load_explicit(&c->sh->failed, memory_order_relaxed) ||
-		    bench_now_ns() > c->deadline)
-			return -1;
-	}
-	return 0;
+	if (one_way_ns != LAT_NO_SAMPLE && index >= c->o->warmup && *n < c->o->count)
+		lat_samples(c, kind)[(*n)++] = one_way_ns;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Cache line, one way                                                       */
 /* ------------------------------------------------------------------------ */
 
-static int cl_sender(void *arg)
+static int cl_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	uint64_t next;
-
-	if (lat_sender_begin(c, &next) < 0)
-		return -1;
-	for (uint64_t i = 0; i < lat_total(c->o); i++) {
-		if (lat_pace(c, &next) < 0)
-			return -1;
-		atomic_store_explicit(&c->sh->line, bench_now_ns(), memory_order_release);
-	}
-	lat_sender_end(c);
+	(void)index;
+	atomic_store_explicit(&c->sh->line, now, memory_order_release);
+	*sample = LAT_NO_SAMPLE;
 	return 0;
 }
 
-/* A value overwritten before we saw it (we were preempted) counts as lost. */
-static int cl_receiver(void *arg)
+/* The value is the send time itself, new every message (never 0). */
+static int cl_recv(struct lat_ctx *c, uint64_t index, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	uint64_t last = 0, seen = 0;
+	unsigned spins = 0;
+	uint64_t sent;
 
-	lat_receiver_ready(c);
-	while (seen < lat_total(c->o)) {
-		uint64_t sent = lat_spin_change(c, &c->sh->line, last);
-		uint64_t now = bench_now_ns();
-
-		if (!sent)
-			break;
-		lat_record(c, seen++, now - sent);
-		last = sent;
+	(void)index;
+	while ((sent = atomic_load_explicit(&c->sh->line, memory_order_acquire)) == c->last_line) {
+		if (++spins % LAT_SPIN_CHECK == 0 && lat_give_up(c))
+			return -1;
 	}
-	c->sh->lost = lat_total(c->o) - seen;
-	return atomic_load(&c->sh->failed) ? -1 : 0;
+	*sample = bench_now_ns() - sent;
+	c->last_line = sent;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Cache line, ping-pong (half round trip)                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The sender pings with odd values and times until the even answer. */
-static int pp_sender(void *arg)
+static int pp_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	uint64_t next;
-
-	if (lat_sender_begin(c, &next) < 0)
+	atomic_store_explicit(&c->sh->pong, 2 * index + 1, memory_order_release);
+	if (lat_spin_equal(c, &c->sh->pong, 2 * index + 2) < 0)
 		return -1;
-	for (uint64_t i = 0; i < lat_total(c->o); i++) {
-		uint64_t t0, t1;
-
-		if (lat_pace(c, &next) < 0)
-			return -1;
-		t0 = bench_now_ns();
-		atomic_store_explicit(&c->sh->line, 2 * i + 1, memory_order_release);
-		if (lat_spin_equal(c, &c->sh->line, 2 * i + 2) < 0)
-			return lat_fail(c, "ping-pong: no answer", -ETIMEDOUT);
-		t1 = bench_now_ns();
-		lat_record(c, i, (t1 - t0) / 2);
-	}
-	lat_sender_end(c);
+	*sample = (bench_now_ns() - now) / 2;
 	return 0;
 }
 
-static int pp_receiver(void *arg)
+static int pp_recv(struct lat_ctx *c, uint64_t index, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-
-	lat_receiver_ready(c);
-	for (uint64_t i = 0; i < lat_total(c->o); i++) {
-		if (lat_spin_equal(c, &c->sh->line, 2 * i + 1) < 0)
-			return -1;
-		atomic_store_explicit(&c->sh->line, 2 * i + 2, memory_order_release);
-	}
+	if (lat_spin_equal(c, &c->sh->pong, 2 * index + 1) < 0)
+		return -1;
+	atomic_store_explicit(&c->sh->pong, 2 * index + 2, memory_order_release);
+	*sample = LAT_NO_SAMPLE;
 	return 0;
 }
 
@@ -301,145 +254,68 @@ static int pp_receiver(void *arg)
 /* Unix socket                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int sock_setup(struct lat_ctx *c)
+static int sock_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample)
 {
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds) < 0) {
-		c->fds[0] = c->fds[1] = -1;
-		return bench_error("socketpair: %s", strerror(errno)), -1;
-	}
-	return 0;
-}
+	const char *p = c->buf;
+	size_t left = c->o->size;
 
-/* The children hold their ends now; the parent's copies only delay EOF. */
-static int sock_start(struct lat_ctx *c)
-{
-	close(c->fds[0]);
-	close(c->fds[1]);
-	c->fds[0] = c->fds[1] = -1;
-	return 0;
-}
+	memcpy(c->buf, &now, 8);
+	memcpy(c->buf + 8, &index, 8);
+	while (left > 0) {
+		ssize_t n = write(c->fd, p, left);
 
-static void sock_timeout(int fd, int which, long usec)
-{
-	struct timeval tv = { .tv_sec = usec / 1000000, .tv_usec = usec % 1000000 };
-
-	setsockopt(fd, SOL_SOCKET, which, &tv, sizeof(tv));
-}
-
-/* Write all of @buf; -1 on error or when time is up. */
-static int sock_write_all(struct lat_ctx *c, int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && (errno == EINTR || errno == EAGAIN) && bench_now_ns() < c->deadline)
+		if (n < 0 && (errno == EINTR || errno == EAGAIN) && !lat_give_up(c))
 			continue;
 		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
+			return lat_fail(c, "unix socket: write", n < 0 ? -errno : -EPIPE);
+		p += n;
+		left -= (size_t)n;
 	}
+	*sample = LAT_NO_SAMPLE;
 	return 0;
-}
-
-static int sock_sender(void *arg)
-{
-	struct lat_ctx *c = arg;
-	int fd = c->fds[0];
-	char *buf = calloc(1, c->o->size);
-	uint64_t next;
-	int rc = -1;
-
-	close(c->fds[1]);
-	sock_timeout(fd, SO_SNDTIMEO, 100000);
-	if (!buf || lat_sender_begin(c, &next) < 0)
-		goto out;
-	for (uint64_t i = 0; i < lat_total(c->o); i++) {
-		uint64_t now;
-
-		if (lat_pace(c, &next) < 0)
-			goto out;
-		now = bench_now_ns();
-		memcpy(buf, &now, 8);
-		memcpy(buf + 8, &i, 8);
-		if (sock_write_all(c, fd, buf, c->o->size) < 0) {
-			lat_fail(c, "unix socket: write", -errno);
-			goto out;
-		}
-	}
-	lat_sender_end(c);
-	rc = 0;
-out:
-	free(buf);
-	close(fd);
-	return rc;
 }
 
 /*
- * Read one whole message. @spin: poll with MSG_DONTWAIT, else block (the
- * socket has a receive timeout so the deadline is still seen). Returns 1,
- * 0 at the end (EOF, or sender finished and nothing left), -1 on error.
+ * Read one whole message: busy-polling with MSG_DONTWAIT for --wait spin,
+ * blocking otherwise (the socket has a receive timeout, so the deadline is
+ * still seen). 0 or -1.
  */
-static int sock_read_msg(struct lat_ctx *c, int fd, char *buf, size_t len, int spin)
+static int sock_read_msg(struct lat_ctx *c)
 {
+	int flags = c->o->wait == AGENTBUS_WAIT_SPIN ? MSG_DONTWAIT : 0;
 	size_t got = 0;
-	unsigned spins = 0;
+	unsigned polls = 0;
 
-	while (got < len) {
-		ssize_t n = recv(fd, buf + got, len - got, spin ? MSG_DONTWAIT : 0);
+	while (got < c->o->size) {
+		ssize_t n = recv(c->fd, c->buf + got, c->o->size - got, flags);
 
 		if (n > 0) {
 			got += (size_t)n;
 			continue;
 		}
 		if (n == 0)
-			return 0;
+			return lat_fail(c, "unix socket: read", -EPIPE);
 		if (errno != EAGAIN && errno != EINTR)
+			return lat_fail(c, "unix socket: read", -errno);
+		if ((!flags || ++polls % 256 == 0) && lat_give_up(c))
 			return -1;
-		if ((spin && ++spins % 256) || got > 0)
-			continue;
-		if (lat_receiver_should_stop(c))
-			return atomic_load(&c->sh->sender_done) ? 0 : -1;
 	}
-	return 1;
+	return 0;
 }
 
-static int sock_receiver(void *arg)
+static int sock_recv(struct lat_ctx *c, uint64_t index, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	int fd = c->fds[1];
-	int spin = c->o->wait == AGENTBUS_WAIT_SPIN;
-	char *buf = malloc(c->o->size);
-	uint64_t expected = 0, got = 0;
-	int rc = -1;
+	uint64_t now, sent, got_index;
 
-	close(c->fds[0]);
-	sock_timeout(fd, SO_RCVTIMEO, 100000);
-	if (!buf)
-		goto out;
-	lat_receiver_ready(c);
-	while (expected < lat_total(c->o)) {
-		uint64_t now, sent, index;
-		int r = sock_read_msg(c, fd, buf, c->o->size, spin);
-
-		if (r <= 0) {
-			if (r < 0)
-				lat_fail(c, "unix socket: read", -errno);
-			break;
-		}
-		now = bench_now_ns();
-		memcpy(&sent, buf, 8);
-		memcpy(&index, buf + 8, 8);
-		lat_record(c, index, now - sent);
-		expected = index + 1;
-		got++;
-	}
-	c->sh->lost = lat_total(c->o) - got;
-	rc = atomic_load(&c->sh->failed) ? -1 : 0;
-out:
-	free(buf);
-	close(fd);
-	return rc;
+	if (sock_read_msg(c) < 0)
+		return -1;
+	now = bench_now_ns();
+	memcpy(&sent, c->buf, 8);
+	memcpy(&got_index, c->buf + 8, 8);
+	if (got_index != index)
+		return lat_fail(c, "unix socket: message out of order", -EPROTO);
+	*sample = now - sent;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -452,57 +328,29 @@ static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct tim
 	return syscall(SYS_futex, (uint32_t *)word, op, val, timeout, NULL, 0);
 }
 
-static int fx_sender(void *arg)
+/* The raw pattern: publish the word, then always wake. */
+static int fx_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	uint64_t next;
-
-	if (lat_sender_begin(c, &next) < 0)
-		return -1;
-	for (uint32_t i = 0; i < lat_total(c->o); i++) {
-		if (lat_pace(c, &next) < 0)
-			return -1;
-		atomic_store_explicit(&c->sh->stamp, bench_now_ns(), memory_order_relaxed);
-		atomic_store_explicit(&c->sh->futex_word, i + 1, memory_order_release);
-		futex(&c->sh->futex_word, FUTEX_WAKE, 1, NULL);
-	}
-	lat_sender_end(c);
+	atomic_store_explicit(&c->sh->stamp, now, memory_order_relaxed);
+	atomic_store_explicit(&c->sh->futex_word, (uint32_t)(index + 1), memory_order_release);
+	futex(&c->sh->futex_word, FUTEX_WAKE, 1, NULL);
+	*sample = LAT_NO_SAMPLE;
 	return 0;
 }
 
-/* Sleeps until the word moves past @seen; returns its value, or @seen at the end. */
-static uint32_t fx_wait(struct lat_ctx *c, uint32_t seen)
+static int fx_recv(struct lat_ctx *c, uint64_t index, uint64_t *sample)
 {
 	static const struct timespec timeout = { .tv_nsec = 100000000 };
+	uint32_t want = (uint32_t)(index + 1);
 	uint32_t w;
 
-	while ((w = atomic_load_explicit(&c->sh->futex_word, memory_order_acquire)) == seen) {
-		if (lat_receiver_should_stop(c) &&
-		    atomic_load_explicit(&c->sh->futex_word, memory_order_acquire) == seen)
-			break;
-		futex(&c->sh->futex_word, FUTEX_WAIT, seen, &timeout);
+	while ((w = atomic_load_explicit(&c->sh->futex_word, memory_order_acquire)) != want) {
+		if (lat_give_up(c))
+			return -1;
+		futex(&c->sh->futex_word, FUTEX_WAIT, w, &timeout);
 	}
-	return w;
-}
-
-static int fx_receiver(void *arg)
-{
-	struct lat_ctx *c = arg;
-	uint32_t seen = 0;
-
-	lat_receiver_ready(c);
-	while (seen < lat_total(c->o)) {
-		uint32_t w = fx_wait(c, seen);
-		uint64_t now = bench_now_ns();
-
-		if (w == seen)
-			break;
-		lat_record(c, w - 1, now - atomic_load_explicit(&c->sh->stamp, memory_order_relaxed));
-		c->sh->lost += w - seen - 1;
-		seen = w;
-	}
-	c->sh->lost += lat_total(c->o) - seen;
-	return atomic_load(&c->sh->failed) ? -1 : 0;
+	*sample = bench_now_ns() - atomic_load_explicit(&c->sh->stamp, memory_order_relaxed);
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -512,7 +360,7 @@ static int fx_receiver(void *arg)
 #define AB_STREAM "latency"
 #define AB_SUBJECT "bench.latency"
 
-/* Parent, after the fork: the daemon, the stream, then tell the children. */
+/* Parent, after the fork: the daemon and the stream. */
 static int ab_start(struct lat_ctx *c)
 {
 	struct agentbus_daemon_config dc = { .bus = c->bus };
@@ -542,196 +390,243 @@ static void ab_stop(struct lat_ctx *c)
 	agentbus_bus_destroy(c->bus);
 }
 
-/* A child's connection: wait for the parent's set-up, then open the stream. */
-static int ab_attach(struct lat_ctx *c, agentbus_bus **bus, agentbus_stream **stream)
+/* A child's side: wait for the parent's set-up, open, and (@subscribe) subscribe. */
+static int ab_attach(struct lat_ctx *c, int subscribe)
 {
+	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_NEW, .wait = c->o->wait };
 	int rc;
 
-	*bus = NULL;
-	*stream = NULL;
 	if (bench_wait_at_least(&c->sh->bus_ready, 1, &c->sh->failed, c->deadline) < 0)
 		return -1;
-	rc = agentbus_open(bus, c->bus);
+	rc = agentbus_open(&c->conn, c->bus);
 	if (rc == 0)
-		rc = agentbus_stream_open(*bus, AB_STREAM, stream);
+		rc = agentbus_stream_open(c->conn, AB_STREAM, &c->stream);
+	if (rc == 0 && subscribe)
+		rc = agentbus_subscribe(c->stream, &cfg, &c->sub);
 	if (rc < 0)
 		return lat_fail(c, "agentbus attach", rc);
 	return 0;
 }
 
-static void ab_detach(agentbus_bus *bus, agentbus_stream *stream)
+static void ab_detach(struct lat_ctx *c)
 {
-	if (stream)
-		agentbus_stream_close(stream);
-	if (bus)
-		agentbus_close(bus);
+	if (c->sub)
+		agentbus_sub_close(c->sub);
+	if (c->stream)
+		agentbus_stream_close(c->stream);
+	if (c->conn)
+		agentbus_close(c->conn);
+	c->sub = NULL;
+	c->stream = NULL;
+	c->conn = NULL;
 }
 
-/* The send time goes in just before the publish, which then copies it in. */
-static int ab_send_all(struct lat_ctx *c, agentbus_stream *stream, char *buf)
+/* The send time goes in just before the publish, which copies it in. */
+static int ab_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sample)
 {
 	struct agentbus_message msg = { .subject = AB_SUBJECT,
 					.subject_len = sizeof(AB_SUBJECT) - 1,
-					.payload = buf,
+					.payload = c->buf,
 					.payload_len = c->o->size };
-	uint64_t next;
+	int64_t seq;
 
-	if (lat_sender_begin(c, &next) < 0)
-		return -1;
-	for (uint64_t i = 0; i < lat_total(c->o); i++) {
-		uint64_t now;
-		int64_t seq;
-
-		if (lat_pace(c, &next) < 0)
-			return -1;
-		now = bench_now_ns();
-		memcpy(buf, &now, 8);
-		memcpy(buf + 8, &i, 8);
-		seq = agentbus_publish(stream, &msg, 1000);
-		if (seq < 0)
-			return lat_fail(c, "agentbus_publish", (int)seq);
-	}
-	lat_sender_end(c);
+	memcpy(c->buf, &now, 8);
+	memcpy(c->buf + 8, &index, 8);
+	seq = agentbus_publish(c->stream, &msg, 1000);
+	if (seq < 0)
+		return lat_fail(c, "agentbus_publish", (int)seq);
+	*sample = LAT_NO_SAMPLE;
 	return 0;
 }
 
-static int ab_sender(void *arg)
+static int ab_recv(struct lat_ctx *c, uint64_t index, uint64_t *sample)
 {
-	struct lat_ctx *c = arg;
-	agentbus_bus *bus;
-	agentbus_stream *stream;
-	char *buf = calloc(1, c->o->size);
-	int rc = -1;
+	struct agentbus_record rec;
+	uint64_t now, sent, got_index;
+	int r;
 
-	if (buf && ab_attach(c, &bus, &stream) == 0)
-		rc = ab_send_all(c, stream, buf);
-	ab_detach(bus, stream);
-	free(buf);
-	return rc;
-}
-
-/* Take one record: its sample, and a check that none was skipped. */
-static int ab_take(struct lat_ctx *c, const struct agentbus_record *rec, uint64_t now,
-		   uint64_t *expected)
-{
-	uint64_t sent, index;
-
-	if (rec->payload_len != c->o->size)
+	while ((r = agentbus_sub_read(c->sub, &rec, 100)) == 0) {
+		if (lat_give_up(c))
+			return -1;
+	}
+	now = bench_now_ns();
+	if (r < 0)
+		return lat_fail(c, "agentbus_sub_read", r);
+	if (rec.payload_len != c->o->size)
 		return lat_fail(c, "agentbus: record of unexpected length", AGENTBUS_E_CORRUPT);
-	memcpy(&sent, rec->payload, 8);
-	memcpy(&index, (const char *)rec->payload + 8, 8);
-	if (index < *expected)
+	memcpy(&sent, rec.payload, 8);
+	memcpy(&got_index, (const char *)rec.payload + 8, 8);
+	if (got_index != index)
 		return lat_fail(c, "agentbus: record out of order", AGENTBUS_E_CORRUPT);
-	lat_record(c, index, now - sent);
-	*expected = index + 1;
+	*sample = now - sent;
 	return 0;
 }
-
-static int ab_receive_all(struct lat_ctx *c, agentbus_sub *sub)
-{
-	uint64_t expected = 0, got = 0;
-
-	lat_receiver_ready(c);
-	while (expected < lat_total(c->o)) {
-		struct agentbus_record rec;
-		int r = agentbus_sub_read(sub, &rec, 100);
-		uint64_t now = bench_now_ns();
-
-		if (r < 0)
-			return lat_fail(c, "agentbus_sub_read", r);
-		if (r == 1 && ab_take(c, &rec, now, &expected) < 0)
-			return -1;
-		got += r == 1;
-		if (r == 0 && lat_receiver_should_stop(c))
-			break;
-	}
-	c->sh->lost = lat_total(c->o) - got;
-	return atomic_load(&c->sh->failed) ? -1 : 0;
-}
-
-static int ab_receiver(void *arg)
-{
-	struct lat_ctx *c = arg;
-	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_NEW, .wait = c->o->wait };
-	agentbus_bus *bus;
-	agentbus_stream *stream;
-	agentbus_sub *sub = NULL;
-	int rc = -1;
-
-	if (ab_attach(c, &bus, &stream) == 0) {
-		rc = agentbus_subscribe(stream, &cfg, &sub);
-		if (rc < 0)
-			rc = lat_fail(c, "agentbus_subscribe", rc);
-		else
-			rc = ab_receive_all(c, sub);
-	}
-	if (sub)
-		agentbus_sub_close(sub);
-	ab_detach(bus, stream);
-	return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Running one transport                                                     */
-/* ------------------------------------------------------------------------ */
-
-enum { K_CACHELINE, K_PINGPONG, K_SOCKET, K_FUTEX, K_AGENTBUS, K_COUNT };
 
 static const struct lat_kind lat_kinds[K_COUNT] = {
-	[K_CACHELINE] = { "cacheline", "cache line (one way)", cl_sender, cl_receiver,
-			  NULL, NULL, NULL },
-	[K_PINGPONG] = { "cacheline_pingpong_half_rtt", "cache line (ping-pong / 2)",
-			 pp_sender, pp_receiver, NULL, NULL, NULL },
-	[K_SOCKET] = { "unix_socket", "unix socket", sock_sender, sock_receiver,
-		       sock_setup, sock_start, NULL },
-	[K_FUTEX] = { "futex_wake", "futex wake", fx_sender, fx_receiver, NULL, NULL, NULL },
-	[K_AGENTBUS] = { "agentbus", "agentbus", ab_sender, ab_receiver, NULL, ab_start,
-			 ab_stop },
+	[K_CACHELINE] = { "cacheline", "cache line (one way)", cl_send, cl_recv },
+	[K_PINGPONG] = { "cacheline_pingpong_half_rtt", "cache line (ping-pong / 2)", pp_send,
+			 pp_recv },
+	[K_SOCKET] = { "unix_socket", "unix socket", sock_send, sock_recv },
+	[K_FUTEX] = { "futex_wake", "futex wake", fx_send, fx_recv },
+	[K_AGENTBUS] = { "agentbus", "agentbus", ab_send, ab_recv },
 };
 
-/*
- * Measure transport @k: fork the receiver and the sender (before any daemon
- * thread exists, so the children are plain single-threaded copies), set the
- * transport up, wait for both children with a deadline, tear down.
- */
-static int lat_measure(const struct lat_opts *o, const struct lat_kind *k, struct lat_result *r)
-{
-	size_t len = sizeof(struct lat_shared) + o->count * sizeof(uint64_t);
-	struct lat_ctx c = { .o = o, .fds = { -1, -1 } };
-	struct bench_children kids = { .count = 0 };
-	uint64_t run_ns = lat_total(o) * (o->interval_ns + 20000) * 3;
-	int failed;
+/* ------------------------------------------------------------------------ */
+/* The two children                                                          */
+/* ------------------------------------------------------------------------ */
 
-	memset(r, 0, sizeof(*r));
+/* A child's transports: its socket end, buffer, and agentbus handles. */
+static int lat_child_init(struct lat_ctx *c, int receiver)
+{
+	struct timeval tv = { .tv_usec = 100000 };
+
+	c->fd = c->fds[receiver];
+	close(c->fds[!receiver]);
+	setsockopt(c->fd, SOL_SOCKET, receiver ? SO_RCVTIMEO : SO_SNDTIMEO, &tv, sizeof(tv));
+	c->buf = calloc(1, c->o->size);
+	if (!c->buf)
+		return lat_fail(c, "latency", -ENOMEM);
+	return ab_attach(c, receiver);
+}
+
+static void lat_child_fini(struct lat_ctx *c)
+{
+	ab_detach(c);
+	free(c->buf);
+	close(c->fd);
+}
+
+/* The sender: each round, one message by every active transport, in turn. */
+static int lat_send_all(struct lat_ctx *c)
+{
+	uint64_t sent = 0, next;
+
+	if (bench_wait_at_least(&c->sh->ready, 1, &c->sh->failed, c->deadline) < 0)
+		return -1;
+	next = bench_now_ns() + c->o->interval_ns;
+	for (uint64_t i = 0; i < lat_total(c->o); i++) {
+		for (int k = 0; k < K_COUNT; k++) {
+			uint64_t sample;
+
+			if (!c->o->active[k])
+				continue;
+			if (lat_pace(c, sent++, &next) < 0 ||
+			    lat_kinds[k].send(c, i, bench_now_ns(), &sample) < 0)
+				return -1;
+			lat_record(c, k, i, sample);
+		}
+	}
+	atomic_store_explicit(&c->sh->sender_done, 1, memory_order_release);
+	return 0;
+}
+
+static int lat_sender(void *arg)
+{
+	struct lat_ctx *c = arg;
+	int rc = lat_child_init(c, 0);
+
+	if (rc == 0)
+		rc = lat_send_all(c);
+	lat_child_fini(c);
+	return rc;
+}
+
+/* The receiver: the same order; acknowledge each message once it is timed. */
+static int lat_receive_all(struct lat_ctx *c)
+{
+	uint64_t done = 0;
+
+	for (int k = 0; k < K_COUNT; k++)
+		memset(lat_samples(c, k), 0, c->o->count * sizeof(uint64_t));
+	atomic_store_explicit(&c->sh->ready, 1, memory_order_release);
+	for (uint64_t i = 0; i < lat_total(c->o); i++) {
+		for (int k = 0; k < K_COUNT; k++) {
+			uint64_t sample;
+
+			if (!c->o->active[k])
+				continue;
+			if (lat_kinds[k].recv(c, i, &sample) < 0)
+				return -1;
+			lat_record(c, k, i, sample);
+			atomic_store_explicit(&c->sh->ack, ++done, memory_order_release);
+		}
+	}
+	return 0;
+}
+
+static int lat_receiver(void *arg)
+{
+	struct lat_ctx *c = arg;
+	int rc = lat_child_init(c, 1);
+
+	if (rc == 0)
+		rc = lat_receive_all(c);
+	lat_child_fini(c);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int lat_active_count(const struct lat_opts *o)
+{
+	int n = 0;
+
+	for (int k = 0; k < K_COUNT; k++)
+		n += o->active[k];
+	return n;
+}
+
+/* Fork both children (before any daemon thread exists), then start the bus. */
+static int lat_launch(struct lat_ctx *c, struct bench_children *kids)
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds) < 0)
+		return bench_error("socketpair: %s", strerror(errno)), -1;
+	if (bench_spawn(kids, c->o->cpu_recv, lat_receiver, c) < 0 ||
+	    bench_spawn(kids, c->o->cpu_send, lat_sender, c) < 0)
+		atomic_store(&c->sh->failed, 1);
+	close(c->fds[0]);
+	close(c->fds[1]);
+	if (!atomic_load(&c->sh->failed) && ab_start(c) < 0)
+		atomic_store(&c->sh->failed, 1);
+	atomic_store_explicit(&c->sh->bus_ready, 1, memory_order_release);
+	return 0;
+}
+
+/*
+ * The whole measurement: launch, wait for both children with a deadline
+ * (then kill them by pid), stop the daemon, remove the bus, and summarise.
+ */
+static int lat_run(const struct lat_opts *o, struct lat_result *res)
+{
+	size_t len = sizeof(struct lat_shared) + K_COUNT * o->count * sizeof(uint64_t);
+	uint64_t run_ns = lat_total(o) * (uint64_t)lat_active_count(o) * (o->interval_ns + 20000) * 3;
+	struct lat_ctx c = { .o = o, .fds = { -1, -1 }, .fd = -1 };
+	struct bench_children kids = { .count = 0 };
+	int failed = 0;
+
+	memset(res, 0, K_COUNT * sizeof(*res));
 	c.sh = bench_shared_alloc(len);
 	if (!c.sh)
 		return bench_error("cannot map %zu bytes of shared memory", len), -1;
 	bench_bus_name(c.bus, sizeof(c.bus), "lat");
 	c.deadline = bench_now_ns() + LAT_SETUP_NS + run_ns;
-	if (k->setup && k->setup(&c) < 0) {
-		bench_shared_free(c.sh, len);
-		return -1;
-	}
-	if (bench_spawn(&kids, o->cpu_recv, k->receiver, &c) < 0 ||
-	    bench_spawn(&kids, o->cpu_send, k->sender, &c) < 0)
-		atomic_store(&c.sh->failed, 1);
-	else if (k->start && k->start(&c) < 0)
-		atomic_store(&c.sh->failed, 1);
-	atomic_store_explicit(&c.sh->bus_ready, 1, memory_order_release);
-	failed = bench_reap(&kids, c.deadline + 2000000000u);
-	if (k->stop)
-		k->stop(&c);
-	if (c.fds[0] >= 0)
-		sock_start(&c);
-	if (!failed && !atomic_load(&c.sh->failed) && c.sh->received > 0) {
-		bench_percentiles(c.sh->samples, c.sh->received, &r->pcts);
-		r->lost = c.sh->lost;
-		r->ok = 1;
+	if (lat_launch(&c, &kids) < 0)
+		failed = 1;
+	failed |= bench_reap(&kids, c.deadline + 2000000000u) != 0;
+	ab_stop(&c);
+	failed |= atomic_load(&c.sh->failed) != 0;
+	for (int k = 0; k < K_COUNT && !failed; k++) {
+		if (!o->active[k] || c.sh->received[k] == 0)
+			continue;
+		bench_percentiles(lat_samples(&c, k), c.sh->received[k], &res[k].pcts);
+		res[k].ok = 1;
 	}
 	bench_shared_free(c.sh, len);
-	if (!r->ok)
-		bench_error("%s: measurement failed", k->label);
-	return r->ok ? 0 : -1;
+	if (failed)
+		bench_error("latency: measurement failed");
+	return failed ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -760,8 +655,8 @@ static void lat_print_row(const char *label, const struct lat_result *r)
 		printf("  %-30s %10s\n", label, "failed");
 		return;
 	}
-	printf("  %-30s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %8" PRIu64 "\n",
-	       label, r->pcts.p50, r->pcts.p99, r->pcts.p999, r->pcts.max, r->lost);
+	printf("  %-30s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", label,
+	       r->pcts.p50, r->pcts.p99, r->pcts.p999, r->pcts.max);
 }
 
 static void lat_print_ratio(const char *label, const struct lat_result *a,
@@ -783,10 +678,11 @@ static void lat_print_human(const struct lat_opts *o, const struct lat_result *r
 	       "%" PRIu64 " samples after %" PRIu64 " warm-up, one send every %.1f us\n",
 	       o->size, lat_wait_name(o->wait), o->cpu_send, o->cpu_recv, o->count, o->warmup,
 	       (double)o->interval_ns / 1000.0);
-	printf("one-way latency in ns (CLOCK_MONOTONIC send stamp to receipt)\n");
-	printf("  %-30s %10s %10s %10s %10s %8s\n", "", "p50", "p99", "p99.9", "max", "lost");
+	printf("one-way latency in ns (CLOCK_MONOTONIC send stamp to receipt), transports "
+	       "taking turns\n");
+	printf("  %-30s %10s %10s %10s %10s\n", "", "p50", "p99", "p99.9", "max");
 	for (int k = 0; k < K_COUNT; k++) {
-		if (k == K_FUTEX && o->wait != AGENTBUS_WAIT_SLEEP)
+		if (!o->active[k])
 			continue;
 		snprintf(label, sizeof(label), "%s%s", lat_kinds[k].label,
 			 k == K_AGENTBUS || k == K_SOCKET ?
@@ -807,11 +703,11 @@ static void lat_print_json(const struct lat_opts *o, const struct lat_result *re
 	printf("{\"bench\":\"latency\",\"size_bytes\":%" PRIu64 ",\"wait\":\"%s\",\"count\":%" PRIu64
 	       ",\"warmup\":%" PRIu64 ",\"interval_ns\":%" PRIu64 ",\"cpu_send\":%d,\"cpu_recv\":%d,"
 	       "\"ok\":%s,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64 ",\"p999_ns\":%" PRIu64
-	       ",\"max_ns\":%" PRIu64 ",\"mean_ns\":%.1f,\"lost\":%" PRIu64 ",\"baseline\":\"%s\","
+	       ",\"max_ns\":%" PRIu64 ",\"mean_ns\":%.1f,\"baseline\":\"%s\","
 	       "\"baseline_p50_ns\":%" PRIu64 ",\"ratio_p50\":%.3f,\"ratio_p99\":%.3f",
 	       o->size, lat_wait_name(o->wait), o->count, o->warmup, o->interval_ns, o->cpu_send,
 	       o->cpu_recv, ab->ok ? "true" : "false", ab->pcts.p50, ab->pcts.p99, ab->pcts.p999,
-	       ab->pcts.max, ab->pcts.mean, ab->lost, lat_kinds[lat_baseline(o)].key,
+	       ab->pcts.max, ab->pcts.mean, lat_kinds[lat_baseline(o)].key,
 	       base->pcts.p50, lat_ratio(ab->pcts.p50, base->pcts.p50),
 	       lat_ratio(ab->pcts.p99, base->pcts.p99));
 	for (int k = 0; k < K_COUNT; k++) {
@@ -833,14 +729,16 @@ static void lat_usage(FILE *out)
 		"usage: agentbus bench latency [--size BYTES] [--wait spin|sleep] [--count N]\n"
 		"                              [--warmup N] [--interval-us US] [--ring-size BYTES] [--json]\n"
 		"\n"
-		"One-way latency between two processes pinned to the first two CPUs we may use,\n"
-		"with the raw cache-line hand-off, a cache-line ping-pong, a Unix socket and (for\n"
-		"--wait sleep) a futex wake measured in the same run between the same CPUs.\n"
+		"One-way latency between two processes pinned to the first two CPUs we may use.\n"
+		"The raw cache-line hand-off, a Unix socket, and a cache-line ping-pong (--wait\n"
+		"spin) or a futex wake (--wait sleep) take turns with agentbus, message by\n"
+		"message, between the same two processes.\n"
 		"\n"
 		"  --size BYTES      payload bytes (>= 16; K/M suffixes), default 64\n"
 		"  --wait MODE       spin (busy-poll) or sleep (futex), default spin\n"
-		"  --count N         measured messages, default 100000 (spin), 20000 (sleep)\n"
-		"  --warmup N        messages sent first and not measured, default 1000\n"
+		"  --count N         measured messages per transport, default 100000 (spin),\n"
+		"                    20000 (sleep)\n"
+		"  --warmup N        messages per transport first, not measured, default 1000\n"
 		"  --interval-us US  one send every US microseconds, default 25 (spin), 100 (sleep)\n"
 		"  --ring-size BYTES agentbus ring size, default the stream default\n"
 		"  --json            print one JSON object (p50_ns, p99_ns, p999_ns, max_ns,\n"
@@ -915,6 +813,9 @@ static int lat_parse(int argc, char **argv, struct lat_opts *o)
 		return bench_error("latency needs two CPUs to run on"), -1;
 	o->cpu_send = cpus[0];
 	o->cpu_recv = cpus[1];
+	o->active[K_CACHELINE] = o->active[K_SOCKET] = o->active[K_AGENTBUS] = 1;
+	o->active[K_PINGPONG] = o->wait == AGENTBUS_WAIT_SPIN;
+	o->active[K_FUTEX] = o->wait == AGENTBUS_WAIT_SLEEP;
 	return 0;
 }
 
@@ -932,11 +833,7 @@ int bench_latency_main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? BENCH_OK : BENCH_USAGE;
 	memset(res, 0, sizeof(res));
-	for (int k = 0; k < K_COUNT; k++) {
-		if (k == K_FUTEX && o.wait != AGENTBUS_WAIT_SLEEP)
-			continue;
-		failed |= lat_measure(&o, &lat_kinds[k], &res[k]) < 0;
-	}
+	failed = lat_run(&o, res) < 0;
 	if (o.json)
 		lat_print_json(&o, res);
 	else

@@ -25,7 +25,9 @@
  * subscriber checks that every producer's records arrive complete and in
  * order; a mismatch is counted as an error and fails the run.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "bench_internal.h"
 
 #include <errno.h>

@@ -3,7 +3,9 @@
  * memory shared with forked children, children that are always reaped (or
  * killed by pid at a deadline), percentiles and option parsing.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "bench_internal.h"
 
 #include <errno.h>
