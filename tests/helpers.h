@@ -94,11 +94,11 @@ static inline void t_sleep_us(uint64_t us)
 /* Failure and cleanup                                                       */
 /* ------------------------------------------------------------------------ */
 
-static void t_cleanup(void);
+static inline void t_cleanup(void);
 
 /* Print a failure with its location and the library's last message, clean
  * up (only in the owner process) and exit 1. Never returns. */
-static void __attribute__((noreturn, format(printf, 3, 4)))
+static inline void __attribute__((noreturn, format(printf, 3, 4)))
 t_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -119,7 +119,7 @@ t_fail(const char *file, int line, const char *fmt, ...)
 }
 
 /* Skip the whole test with a reason. */
-static void __attribute__((noreturn, format(printf, 1, 2))) t_skip(const char *fmt, ...)
+static inline void __attribute__((noreturn, format(printf, 1, 2))) t_skip(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -178,11 +178,19 @@ static void __attribute__((noreturn, format(printf, 1, 2))) t_skip(const char *f
 			       #a, t_eq_a_, #b, t_eq_b_);                              \
 	} while (0)
 
+/* Run sub-test @fn(...) and report it, so a log shows how far a test got. */
+#define T_RUN(fn, ...)                             \
+	do {                                       \
+		fn(__VA_ARGS__);                   \
+		printf("ok - %s\n", #fn);          \
+		fflush(stdout);                    \
+	} while (0)
+
 /* ------------------------------------------------------------------------ */
 /* Child processes                                                           */
 /* ------------------------------------------------------------------------ */
 
-static void t_forget_child(pid_t pid)
+static inline void t_forget_child(pid_t pid)
 {
 	for (int i = 0; i < T_MAX_CHILDREN; i++)
 		if (t_state.children[i] == pid)
@@ -195,7 +203,7 @@ static void t_forget_child(pid_t pid)
  * that do not exist in the child. Returns the pid; fails the test if fork
  * does.
  */
-static pid_t t_spawn(int (*fn)(void *arg), void *arg)
+static inline pid_t t_spawn(int (*fn)(void *arg), void *arg)
 {
 	pid_t pid;
 
@@ -224,7 +232,7 @@ static pid_t t_spawn(int (*fn)(void *arg), void *arg)
  * 128 + signal if a signal ended it, or -1 if it was still running at the
  * deadline, in which case it is killed and reaped.
  */
-static int t_wait_child(pid_t pid, uint64_t timeout_ms)
+static inline int t_wait_child(pid_t pid, uint64_t timeout_ms)
 {
 	struct t_deadline d = t_deadline_ms(timeout_ms);
 	int status;
@@ -253,7 +261,7 @@ static int t_wait_child(pid_t pid, uint64_t timeout_ms)
 }
 
 /* Kill child @pid with SIGKILL and reap it. */
-static void t_kill_child(pid_t pid)
+static inline void t_kill_child(pid_t pid)
 {
 	kill(pid, SIGKILL);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -276,7 +284,7 @@ static inline void t_bus_name_for(char *buf, size_t len, const char *tag)
  * of an earlier run with the same pid are destroyed first. Returns the
  * open bus (also in t_state.bus).
  */
-static agentbus_bus *t_setup(const char *tag)
+static inline agentbus_bus *t_setup(const char *tag)
 {
 	struct agentbus_daemon_config cfg = { 0 };
 	int r;
@@ -303,7 +311,7 @@ static agentbus_bus *t_setup(const char *tag)
  * on the normal path; on the failure path they leak, which is harmless
  * since the process exits.
  */
-static void t_cleanup(void)
+static inline void t_cleanup(void)
 {
 	for (int i = 0; i < T_MAX_CHILDREN; i++)
 		if (t_state.children[i] > 0)

@@ -51,7 +51,7 @@ struct stress_ctl {
 	atomic_uint producers_done;
 	atomic_uint_fast64_t published[STRESS_MAX_PRODUCERS]; /* records committed */
 	atomic_uint_fast64_t aborted[STRESS_MAX_PRODUCERS];   /* claims given up */
-	atomic_uint_fast64_t backpressured;                   /* publishes retried */
+	atomic_uint_fast64_t backpressured;                   /* publishes that found the ring full */
 };
 
 /* Print a stress failure and return T_FAIL, for use in workers. */
@@ -64,7 +64,7 @@ struct stress_ctl {
 	})
 
 /* Fill @body with @len pseudo-random bytes from @rng. */
-static void stress_body(unsigned char *body, size_t len, uint64_t *rng)
+static inline void stress_body(unsigned char *body, size_t len, uint64_t *rng)
 {
 	size_t i = 0;
 
@@ -81,7 +81,7 @@ static void stress_body(unsigned char *body, size_t len, uint64_t *rng)
 }
 
 /* A random body length: mostly small records, some large ones. */
-static uint32_t stress_body_len(uint64_t *rng)
+static inline uint32_t stress_body_len(uint64_t *rng)
 {
 	uint64_t r = t_rand(rng);
 
@@ -91,7 +91,7 @@ static uint32_t stress_body_len(uint64_t *rng)
 }
 
 /* Write head and body of the next record of @producer into @out; returns its size. */
-static size_t stress_make(unsigned char *out, uint32_t producer, uint64_t counter,
+static inline size_t stress_make(unsigned char *out, uint32_t producer, uint64_t counter,
 			  uint32_t body_len, uint16_t batch_index, uint16_t batch_len,
 			  uint64_t *rng)
 {
@@ -111,36 +111,47 @@ static size_t stress_make(unsigned char *out, uint32_t producer, uint64_t counte
 }
 
 /*
- * Publish @m, retrying on back-pressure until the hard deadline. Returns
- * the seq or a negative code.
+ * Publish the @n records of @m (a batch when @n > 1): first without
+ * waiting, so that a full ring is counted, then waiting for room until the
+ * hard deadline. Returns the first seq or a negative code.
  */
-static int64_t stress_publish_batch(struct stress_ctl *ctl, agentbus_stream *s,
+static inline int64_t stress_publish_batch(struct stress_ctl *ctl, agentbus_stream *s,
 				    const struct agentbus_message *m, size_t n)
 {
+	int timeout = 0;
+
 	for (;;) {
-		int64_t r = n == 1 ? agentbus_publish(s, m, 100) : agentbus_publish_batch(s, m, n, 100);
+		int64_t r = n == 1 ? agentbus_publish(s, m, timeout)
+				   : agentbus_publish_batch(s, m, n, timeout);
 
 		if (r != AGENTBUS_E_BACKPRESSURE || t_now_ns() >= ctl->hard_end_ns)
 			return r;
-		atomic_fetch_add(&ctl->backpressured, 1);
+		/* count the full ring, then wait for room */
+		if (timeout == 0)
+			atomic_fetch_add(&ctl->backpressured, 1);
+		timeout = 100;
 	}
 }
 
-/* Claim room for @len payload bytes, retrying on back-pressure. */
-static int stress_claim(struct stress_ctl *ctl, agentbus_stream *s,
+/* Claim room for @len payload bytes, counting and waiting out a full ring. */
+static inline int stress_claim(struct stress_ctl *ctl, agentbus_stream *s,
 			const struct agentbus_message *m, size_t len, struct agentbus_claim *c)
 {
+	int timeout = 0;
+
 	for (;;) {
-		int r = agentbus_claim(s, m, len, 100, c);
+		int r = agentbus_claim(s, m, len, timeout, c);
 
 		if (r != AGENTBUS_E_BACKPRESSURE || t_now_ns() >= ctl->hard_end_ns)
 			return r;
-		atomic_fetch_add(&ctl->backpressured, 1);
+		if (timeout == 0)
+			atomic_fetch_add(&ctl->backpressured, 1);
+		timeout = 100;
 	}
 }
 
 /* Publish one batch of 1..STRESS_MAX_BATCH records by copy; returns 0 or T_FAIL. */
-static int stress_copy_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id,
+static inline int stress_copy_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id,
 			    const char *subject, uint64_t *counter, uint64_t *rng, bool batch)
 {
 	static _Thread_local unsigned char bufs[STRESS_MAX_BATCH][STRESS_MAX_RECORD];
@@ -172,7 +183,7 @@ static int stress_copy_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_t
 }
 
 /* Publish one record through claim/commit, or claim and abort it; 0 or T_FAIL. */
-static int stress_claim_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id,
+static inline int stress_claim_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id,
 			     const char *subject, uint64_t *counter, uint64_t *rng, bool abort)
 {
 	struct agentbus_message m = { .subject = subject, .key = &id, .key_len = sizeof(id) };
@@ -202,7 +213,7 @@ static int stress_claim_step(struct stress_ctl *ctl, agentbus_stream *s, uint32_
 }
 
 /* Producer @id: publish on @s until ctl->end_ns. Returns T_PASS or T_FAIL. */
-static int stress_produce(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id)
+static inline int stress_produce(struct stress_ctl *ctl, agentbus_stream *s, uint32_t id)
 {
 	uint64_t rng = ctl->seed ^ (0x9e3779b97f4a7c15ull * (id + 1));
 	uint64_t counter = 0;
@@ -237,7 +248,7 @@ struct stress_check {
 };
 
 /* Check one record against everything seen before; T_PASS or T_FAIL. */
-static int stress_check_record(const struct stress_ctl *ctl, struct stress_check *ck,
+static inline int stress_check_record(const struct stress_ctl *ctl, struct stress_check *ck,
 			       const struct agentbus_record *rec)
 {
 	struct stress_head h;
@@ -281,7 +292,7 @@ static int stress_check_record(const struct stress_ctl *ctl, struct stress_check
 }
 
 /* Records committed and claims aborted by all producers so far. */
-static void stress_totals(const struct stress_ctl *ctl, uint64_t *published, uint64_t *aborted)
+static inline void stress_totals(const struct stress_ctl *ctl, uint64_t *published, uint64_t *aborted)
 {
 	*published = 0;
 	*aborted = 0;
@@ -297,7 +308,7 @@ static void stress_totals(const struct stress_ctl *ctl, uint64_t *published, uin
  * gap an aborted claim. The marker is published after all producers are
  * done, so the totals are final and trailing aborts are gaps before it.
  */
-static int stress_check_final(const struct stress_ctl *ctl, const struct stress_check *ck,
+static inline int stress_check_final(const struct stress_ctl *ctl, const struct stress_check *ck,
 			      agentbus_sub *sub, uint64_t end_seq)
 {
 	struct agentbus_sub_stats st;
@@ -329,7 +340,7 @@ static int stress_check_final(const struct stress_ctl *ctl, const struct stress_
  * hard deadline. @mode picks the read call: 0 sub_read, 1 read_batch,
  * 2 read_copy, so all of them see the same load. Returns T_PASS or T_FAIL.
  */
-static int stress_consume(const struct stress_ctl *ctl, agentbus_sub *sub, const char *who,
+static inline int stress_consume(const struct stress_ctl *ctl, agentbus_sub *sub, const char *who,
 			  int mode)
 {
 	static _Thread_local unsigned char copy[STRESS_MAX_RECORD];
@@ -363,7 +374,7 @@ static int stress_consume(const struct stress_ctl *ctl, agentbus_sub *sub, const
 }
 
 /* Publish the end marker, once every producer is done. Returns its seq. */
-static int64_t stress_publish_end(agentbus_stream *s)
+static inline int64_t stress_publish_end(agentbus_stream *s)
 {
 	struct agentbus_message m = t_msg(STRESS_END, NULL, 0);
 
@@ -371,7 +382,7 @@ static int64_t stress_publish_end(agentbus_stream *s)
 }
 
 /* Wait strategy of checker @i: each strategy gets exercised. */
-static enum agentbus_wait stress_wait_of(int i)
+static inline enum agentbus_wait stress_wait_of(int i)
 {
 	static const enum agentbus_wait waits[] = { AGENTBUS_WAIT_SPIN_SLEEP, AGENTBUS_WAIT_SLEEP,
 						    AGENTBUS_WAIT_SPIN };

@@ -446,11 +446,11 @@ int main(void)
 {
 	agentbus_bus *bus = t_setup("publish");
 
-	test_round_trip(bus);
-	test_dense(bus);
-	test_batch(bus);
-	test_claim(bus);
-	test_refusals(bus);
-	test_backpressure(bus);
+	T_RUN(test_round_trip, bus);
+	T_RUN(test_dense, bus);
+	T_RUN(test_batch, bus);
+	T_RUN(test_claim, bus);
+	T_RUN(test_refusals, bus);
+	T_RUN(test_backpressure, bus);
 	return t_done();
 }

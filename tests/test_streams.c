@@ -301,12 +301,15 @@ static int check_tree(const char *dir)
 static void shm_dirs(char *user_dir, char *bus_dir, size_t len)
 {
 	const char *env = getenv("AGENTBUS_SHM_DIR");
+	int n;
 
 	if (env && *env)
-		snprintf(user_dir, len, "%s", env);
+		n = snprintf(user_dir, len, "%s", env);
 	else
-		snprintf(user_dir, len, "/dev/shm/agentbus-%d", (int)geteuid());
-	snprintf(bus_dir, len, "%s/%s", user_dir, t_state.bus_name);
+		n = snprintf(user_dir, len, "/dev/shm/agentbus-%d", (int)geteuid());
+	T_ASSERT(n > 0 && (size_t)n < len);
+	n = snprintf(bus_dir, PATH_MAX, "%s/%s", user_dir, t_state.bus_name);
+	T_ASSERT(n > 0 && n < PATH_MAX);
 }
 
 /* What a stream leaves in shared memory is private to its user. */
@@ -345,15 +348,15 @@ int main(void)
 	agentbus_bus *bus = t_setup("streams");
 
 	T_ASSERT(strcmp(agentbus_name(bus), t_state.bus_name) == 0);
-	test_permissions(bus);
-	test_defaults(bus);
-	test_explicit_sizes(bus);
-	test_invalid(bus);
-	test_duplicate(bus);
-	test_missing(bus);
-	test_list(bus);
-	test_info_counts(bus);
-	test_delete_while_open(bus);
-	test_bus_open_errors();
+	T_RUN(test_permissions, bus);
+	T_RUN(test_defaults, bus);
+	T_RUN(test_explicit_sizes, bus);
+	T_RUN(test_invalid, bus);
+	T_RUN(test_duplicate, bus);
+	T_RUN(test_missing, bus);
+	T_RUN(test_list, bus);
+	T_RUN(test_info_counts, bus);
+	T_RUN(test_delete_while_open, bus);
+	T_RUN(test_bus_open_errors);
 	return t_done();
 }

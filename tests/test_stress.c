@@ -143,7 +143,7 @@ int main(void)
 	stress_totals(ctl, &published, &aborted);
 	T_OK(agentbus_stream_info_get(bus, STREAM, &info));
 	printf("%" PRIu64 " records, %" PRIu64 " aborted claims, %" PRIu64
-	       " back-pressure retries, ring of %" PRIu64 " KiB reached seq %" PRIu64 "\n",
+	       " times the ring was full, ring of %" PRIu64 " KiB reached seq %" PRIu64 "\n",
 	       published, aborted, (uint64_t)atomic_load(&ctl->backpressured),
 	       info.ring_size >> 10, info.next_seq - 1);
 	T_EQ(info.gaps, aborted);

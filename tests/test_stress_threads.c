@@ -95,7 +95,7 @@ int main(void)
 	stress_totals(&ctl, &published, &aborted);
 	T_OK(agentbus_stream_stat(s, &info));
 	printf("%" PRIu64 " records, %" PRIu64 " aborted claims, %" PRIu64
-	       " back-pressure retries, reached seq %" PRIu64 "\n",
+	       " times the ring was full, reached seq %" PRIu64 "\n",
 	       published, aborted, (uint64_t)atomic_load(&ctl.backpressured), info.next_seq - 1);
 	T_EQ(info.gaps, aborted);
 	T_EQ(info.next_seq, published + aborted + 2);

@@ -461,13 +461,13 @@ int main(void)
 {
 	agentbus_bus *bus = t_setup("subscribe");
 
-	test_fanout(bus);
-	test_start_positions(bus);
-	test_seq_gone(bus);
-	test_filters(bus);
-	test_empty_and_timeout(bus);
-	test_read_batch(bus);
-	test_read_copy(bus);
-	test_wait_strategies(bus);
+	T_RUN(test_fanout, bus);
+	T_RUN(test_start_positions, bus);
+	T_RUN(test_seq_gone, bus);
+	T_RUN(test_filters, bus);
+	T_RUN(test_empty_and_timeout, bus);
+	T_RUN(test_read_batch, bus);
+	T_RUN(test_read_copy, bus);
+	T_RUN(test_wait_strategies, bus);
 	return t_done();
 }
