@@ -48,6 +48,7 @@ struct agentbus_sub {
 	size_t filter_len;         /* 0 = no filter */
 	enum agentbus_wait wait;
 	uint32_t spin_ns;
+	int caught_up;             /* the last read found a record at once */
 	struct agentbus_sub_stats stats;
 };
 
@@ -82,9 +83,10 @@ static inline struct frame_header *frame_at(agentbus_stream *stream, uint64_t po
 uint64_t limit_refresh(agentbus_stream *stream);
 void wake_sleepers(struct stream_control *control);
 
-/* clock */
+/* clock.c */
 uint64_t realtime_ns(void);
 uint64_t monotonic_ns(void);
+uint64_t record_time_ns(void); /* CLOCK_REALTIME, cheaply, for record stamps */
 
 
 #endif

@@ -14,8 +14,10 @@
  *
  * Life of a frame (P = its position, S = its sequence number):
  *   1. A producer reserves [P, P+len) and S with one 128-bit CAS on `tail`.
- *   2. It writes owner, frame_len and seq, then CASes tag: stale -> P|CLAIMED.
- *   3. It writes the rest and the payload, then CASes tag P|CLAIMED ->
+ *   2. It writes owner and frame_len, then seq (release): the frame's marks.
+ *      A zero-copy claim then CASes tag: stale -> P|CLAIMED, since it may be
+ *      held for long; a copy publish skips that step.
+ *   3. It writes the rest and the payload, then CASes the tag to
  *      P|COMMITTED (release): the record is visible.
  *   An abort, or the daemon on finding the owner dead, CASes the tag to
  *   P|GAP instead, after filling gap_frame_len/gap_first_seq/gap_seq_count.
@@ -49,9 +51,9 @@ enum frame_state {
 
 struct frame_header {
 	uint64_t tag;           /* position | enum frame_state: the commit word */
-	uint32_t owner;         /* client id of the producer (written before CLAIMED) */
-	uint32_t frame_len;     /* bytes of the frame, header included, FRAME_ALIGN multiple */
-	uint64_t seq;           /* sequence number (written before CLAIMED) */
+	uint32_t owner;         /* client id of the producer (a mark) */
+	uint32_t frame_len;     /* bytes of the frame, header included, FRAME_ALIGN multiple (a mark) */
+	uint64_t seq;           /* sequence number (a mark, written last, with release) */
 	uint64_t time_ns;       /* CLOCK_REALTIME at reservation */
 	uint32_t payload_len;   /* bytes */
 	uint16_t subject_len;   /* bytes, 1..255 */

@@ -4,7 +4,7 @@
  * Synchronising edges (each named at both ends):
  *   T1  tail CAS: reserves [position, position+len) and the sequence numbers.
  *       Producers race only on this CAS; none waits for another's copy.
- *   C1  tag CAS P|CLAIMED -> P|COMMITTED (release) pairs with the acquire load
+ *   C1  tag CAS -> P|COMMITTED (release) pairs with the acquire load
  *       of the tag in subscribe.c (C1'): a reader that sees COMMITTED sees
  *       the whole record.
  *   S1  the acquire load of a subscription's slot position in limit_refresh()
@@ -183,24 +183,60 @@ static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int tim
 }
 
 /*
- * Mark a reserved frame as ours. owner, frame_len and seq go first so the
- * daemon, on seeing CLAIMED, knows whose it is and how long. Fails only if the
- * daemon already turned the frame into a gap (it thought us dead, or we sat
- * between reserve and this CAS for over a second).
+ * Write who reserved the frame, its length and seq. The seq goes last, with
+ * release: the daemon, seeing the seq it expects (acquire), can trust owner
+ * and length and so repair the frame at once if the owner is dead.
  */
+static void write_marks(agentbus_stream *stream, uint64_t position, uint64_t frame_len,
+			uint64_t seq)
+{
+	struct frame_header *h = frame_at(stream, position);
+
+	h->owner = stream->bus ? stream->bus->client_id : 0;
+	h->frame_len = (uint32_t)frame_len;
+	store_release(&h->seq, seq);
+}
+
+/*
+ * Move a frame of ours to @state (COMMITTED or GAP). A zero-copy claim moves
+ * from CLAIMED; a copy publish skips that step (one locked instruction fewer
+ * per record) and moves from whatever stale value the tag holds. Either way
+ * it is a CAS from the value we own, so it fails, and only fails, if the
+ * daemon made the frame a gap first (it thought us dead).
+ */
+static int finish_frame(agentbus_stream *stream, uint64_t position, int claimed,
+			enum frame_state state)
+{
+	struct frame_header *h = frame_at(stream, position);
+	uint64_t old = claimed ? frame_tag(position, FRAME_CLAIMED) : load_relaxed(&h->tag);
+
+	if (old == frame_tag(position, FRAME_GAP))
+		return AGENTBUS_E_REVOKED;
+	if (state == FRAME_GAP) {
+		h->gap_frame_len = h->frame_len;
+		h->gap_first_seq = h->seq;
+		h->gap_seq_count = 1;
+	}
+	/* C1 (release, seq_cst): pairs with C1' in subscribe.c. */
+	if (!cas64(&h->tag, &old, frame_tag(position, state)))
+		return AGENTBUS_E_REVOKED;
+	if (state == FRAME_GAP)
+		fetch_add_relaxed(&stream->control->gaps, 1);
+	return 0;
+}
+
+/* A zero-copy claim is marked CLAIMED, since it may be held for long: the
+ * daemon then knows at a glance whose it is. */
 static int mark_claimed(agentbus_stream *stream, uint64_t position, uint64_t frame_len,
 			uint64_t seq)
 {
 	struct frame_header *h = frame_at(stream, position);
 	uint64_t old;
 
-	h->owner = stream->bus ? stream->bus->client_id : 0;
-	h->frame_len = (uint32_t)frame_len;
-	h->seq = seq;
+	write_marks(stream, position, frame_len, seq);
 	old = load_relaxed(&h->tag);
 	if (old == frame_tag(position, FRAME_GAP))
 		return AGENTBUS_E_REVOKED;
-	/* seq_cst CAS: also a release of the fields above to the daemon. */
 	if (!cas64(&h->tag, &old, frame_tag(position, FRAME_CLAIMED)))
 		return AGENTBUS_E_REVOKED;
 	return 0;
@@ -244,33 +280,6 @@ void wake_sleepers(struct stream_control *c)
 	futex_wake_all(&c->wake_signal);
 }
 
-/* C1: publish the record. Fails only if the daemon revoked the claim. */
-static int commit_frame(agentbus_stream *stream, uint64_t position)
-{
-	uint64_t expected = frame_tag(position, FRAME_CLAIMED);
-
-	if (!cas64(&frame_at(stream, position)->tag, &expected,
-		   frame_tag(position, FRAME_COMMITTED)))
-		return AGENTBUS_E_REVOKED;
-	return 0;
-}
-
-/* Turn a claimed frame into a gap of one sequence number. */
-static int abort_frame(agentbus_stream *stream, uint64_t position)
-{
-	struct frame_header *h = frame_at(stream, position);
-	uint64_t expected = frame_tag(position, FRAME_CLAIMED);
-
-	h->gap_frame_len = h->frame_len;
-	h->gap_first_seq = h->seq;
-	h->gap_seq_count = 1;
-	/* Release of the gap fields to readers (pairs with C1'). */
-	if (!cas64(&h->tag, &expected, frame_tag(position, FRAME_GAP)))
-		return AGENTBUS_E_REVOKED; /* the daemon made it a gap already */
-	fetch_add_relaxed(&stream->control->gaps, 1);
-	return 0;
-}
-
 static int check_stream(agentbus_stream *stream)
 {
 	if (!stream)
@@ -280,43 +289,30 @@ static int check_stream(agentbus_stream *stream)
 	return 0;
 }
 
-/* Reserve and claim @count frames in one go; on revocation, give back the
- * frames already claimed (they become gaps) and report it. */
-static int claim_frames(agentbus_stream *stream, const struct frame_plan *plans, size_t count,
-			uint64_t total, int timeout_ms, uint64_t *position, uint64_t *seq)
-{
-	uint64_t p;
-	size_t i, j;
-	int err;
-
-	err = reserve(stream, total, count, timeout_ms, position, seq);
-	if (err)
-		return err;
-	test_hook(HOOK_RESERVED);
-	for (i = 0, p = *position; i < count; p += plans[i].frame_len, i++) {
-		err = mark_claimed(stream, p, plans[i].frame_len, *seq + i);
-		if (err) {
-			for (j = 0, p = *position; j < i; p += plans[j].frame_len, j++)
-				abort_frame(stream, p);
-			return err;
-		}
-	}
-	test_hook(HOOK_CLAIMED);
-	return 0;
-}
-
+/*
+ * One attempt at a (batch) copy publish: reserve, mark every frame, copy,
+ * commit in order. If the daemon revoked frame i (only possible when it
+ * thought us dead, e.g. it restarted), frames before i are already visible;
+ * the rest become gaps. Returns the number of frames that became visible
+ * in *visible.
+ */
 static int publish_once(agentbus_stream *stream, const struct agentbus_message *messages,
 			const struct frame_plan *plans, size_t count, uint64_t total,
-			int timeout_ms, uint64_t *first_seq)
+			int timeout_ms, uint64_t *first_seq, size_t *visible)
 {
 	uint64_t position, seq, p, now;
 	size_t i;
 	int err;
 
-	err = claim_frames(stream, plans, count, total, timeout_ms, &position, &seq);
+	*visible = 0;
+	err = reserve(stream, total, count, timeout_ms, &position, &seq);
 	if (err)
 		return err;
-	now = realtime_ns();
+	test_hook(HOOK_RESERVED);
+	for (i = 0, p = position; i < count; p += plans[i].frame_len, i++)
+		write_marks(stream, p, plans[i].frame_len, seq + i);
+	test_hook(HOOK_MARKED);
+	now = record_time_ns();
 	for (i = 0, p = position; i < count; p += plans[i].frame_len, i++) {
 		unsigned char *payload = write_fields(frame_at(stream, p), &messages[i], &plans[i], now);
 
@@ -324,27 +320,42 @@ static int publish_once(agentbus_stream *stream, const struct agentbus_message *
 			memcpy(payload, messages[i].payload, plans[i].payload_len);
 	}
 	test_hook(HOOK_WRITTEN);
-	for (i = 0, p = position; i < count; p += plans[i].frame_len, i++) {
-		err = commit_frame(stream, p);
-		if (err) {
-			/* Revoked while we were alive: later frames become gaps too,
-			 * so the batch is all or nothing for those not yet visible. */
-			for (p += plans[i].frame_len, i++; i < count; p += plans[i].frame_len, i++)
-				abort_frame(stream, p);
-			break;
-		}
+	for (i = 0, p = position; i < count && !err; p += plans[i].frame_len, i++) {
+		err = finish_frame(stream, p, 0, FRAME_COMMITTED);
+		*visible += !err;
 	}
+	for (; i < count; p += plans[i].frame_len, i++)
+		finish_frame(stream, p, 0, FRAME_GAP);
 	wake_sleepers(stream->control);
 	*first_seq = seq;
 	return err;
+}
+
+static int plan_batch(agentbus_stream *stream, const struct agentbus_message *messages,
+		      size_t count, struct frame_plan *plans, uint64_t *total)
+{
+	size_t i;
+	int err;
+
+	*total = 0;
+	for (i = 0; i < count; i++) {
+		err = plan_frame(stream, &messages[i], messages[i].payload_len, &plans[i]);
+		if (err)
+			return err;
+		*total += plans[i].frame_len;
+	}
+	if (*total > stream->ring_size / 2)
+		return set_error(AGENTBUS_E_TOO_LARGE, "stream '%s': batch of %llu bytes exceeds half the ring",
+				 stream->name, (unsigned long long)*total);
+	return 0;
 }
 
 int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_message *messages,
 			       size_t count, int timeout_ms)
 {
 	struct frame_plan one, *plans = &one;
-	uint64_t total = 0, first_seq = 0;
-	size_t i;
+	uint64_t total, first_seq = 0;
+	size_t visible = 0;
 	int err, attempt;
 
 	err = check_stream(stream);
@@ -354,22 +365,21 @@ int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_me
 		return set_error(AGENTBUS_E_INVALID, "publish: no messages");
 	if (count > 1 && !(plans = malloc(count * sizeof(*plans))))
 		return set_error(-ENOMEM, "out of memory");
-	for (i = 0; i < count && !err; i++) {
-		err = plan_frame(stream, &messages[i], messages[i].payload_len, &plans[i]);
-		total += plans[i].frame_len;
-	}
-	if (!err && total > stream->ring_size / 2)
-		err = set_error(AGENTBUS_E_TOO_LARGE, "stream '%s': batch of %llu bytes exceeds half the ring",
-				stream->name, (unsigned long long)total);
-	for (attempt = 0; !err || (err == AGENTBUS_E_REVOKED && attempt < REVOKE_RETRIES); attempt++) {
-		err = publish_once(stream, messages, plans, count, total, timeout_ms, &first_seq);
-		if (!err)
+	err = plan_batch(stream, messages, count, plans, &total);
+	/* A revoked attempt that showed nothing can simply be tried again. */
+	for (attempt = 0; !err && attempt < REVOKE_RETRIES; attempt++) {
+		err = publish_once(stream, messages, plans, count, total, timeout_ms, &first_seq,
+				   &visible);
+		if (err != AGENTBUS_E_REVOKED || visible)
 			break;
+		err = 0;
 	}
 	if (plans != &one)
 		free(plans);
-	if (err == AGENTBUS_E_REVOKED)
-		return set_error(err, "stream '%s': claim revoked by the daemon", stream->name);
+	if (err == AGENTBUS_E_REVOKED || (!err && attempt == REVOKE_RETRIES))
+		return set_error(AGENTBUS_E_REVOKED,
+				 "stream '%s': the daemon revoked the reservation (%zu of %zu records published)",
+				 stream->name, visible, count);
 	return err ? err : (int64_t)first_seq;
 }
 
@@ -384,9 +394,8 @@ int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *messa
 {
 	struct frame_plan plan;
 	uint64_t position, seq;
-	int err, attempt;
+	int err = check_stream(stream), attempt;
 
-	err = check_stream(stream);
 	if (err)
 		return err;
 	if (!claim)
@@ -395,13 +404,18 @@ int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *messa
 	if (err)
 		return err;
 	for (attempt = 0; attempt < REVOKE_RETRIES; attempt++) {
-		err = claim_frames(stream, &plan, 1, plan.frame_len, timeout_ms, &position, &seq);
+		err = reserve(stream, plan.frame_len, 1, timeout_ms, &position, &seq);
+		if (err)
+			return err;
+		test_hook(HOOK_RESERVED);
+		err = mark_claimed(stream, position, plan.frame_len, seq);
 		if (err != AGENTBUS_E_REVOKED)
 			break;
 	}
 	if (err)
-		return err == AGENTBUS_E_REVOKED ? set_error(err, "claim revoked by the daemon") : err;
-	claim->payload = write_fields(frame_at(stream, position), message, &plan, realtime_ns());
+		return set_error(err, "claim revoked by the daemon");
+	test_hook(HOOK_MARKED);
+	claim->payload = write_fields(frame_at(stream, position), message, &plan, record_time_ns());
 	claim->payload_len = payload_len;
 	claim->seq = seq;
 	claim->stream = stream;
@@ -416,7 +430,7 @@ int64_t agentbus_commit(struct agentbus_claim *claim)
 	if (!claim || !claim->stream)
 		return set_error(AGENTBUS_E_INVALID, "commit: not a live claim");
 	test_hook(HOOK_WRITTEN);
-	err = commit_frame(claim->stream, claim->position);
+	err = finish_frame(claim->stream, claim->position, 1, FRAME_COMMITTED);
 	wake_sleepers(claim->stream->control);
 	claim->stream = NULL;
 	if (err)
@@ -432,7 +446,7 @@ int agentbus_abort(struct agentbus_claim *claim)
 		return set_error(AGENTBUS_E_INVALID, "abort: not a live claim");
 	stream = claim->stream;
 	claim->stream = NULL;
-	abort_frame(stream, claim->position);
+	finish_frame(stream, claim->position, 1, FRAME_GAP);
 	/* Readers waiting at this frame may now skip it. */
 	wake_sleepers(stream->control);
 	return 0;

@@ -8,7 +8,7 @@
 
 enum test_hook_point {
 	HOOK_RESERVED = 1, /* space and seq reserved; frame not marked yet */
-	HOOK_CLAIMED = 2,  /* frame marked CLAIMED; nothing of the record written */
+	HOOK_MARKED = 2,   /* owner, length and seq written (a claim: tag CLAIMED); no record yet */
 	HOOK_WRITTEN = 3,  /* record written; not committed */
 };
 

@@ -6,8 +6,10 @@
  * committed (readers would wait at them forever). For frames, the daemon looks
  * only where a subscription waits: the first uncommitted frame in its way.
  *
- *   - CLAIMED by a client that is not alive: the frame knows its length, so
- *     it becomes a gap of one sequence number at once.
+ *   - Marked (the seq it should have, with release, after owner and length;
+ *     tag CLAIMED for a zero-copy claim, still stale for a copy in progress)
+ *     by a client that is not alive: the frame knows its length, so it
+ *     becomes a gap of one sequence number at once.
  *   - Not marked at all (the producer died in the few instructions between
  *     reserving and marking): the frame's end is where the frame with the next
  *     sequence number starts, or the tail if it was the last reservation.
@@ -75,7 +77,16 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 			   uint64_t position, uint64_t seq, uint64_t tag, union pair64 tail)
 {
 	struct stuck_frame *stuck = &w->stuck[slot];
+	struct frame_header *h = frame_at(w->stream, position);
 	uint64_t now = monotonic_ns(), end;
+
+	/* Acquire: pairs with the release of seq in write_marks(). */
+	if (load_acquire(&h->seq) == seq) {
+		if (!daemon_client_alive(d, h->owner) &&
+		    sane_length(w->stream, position, h->frame_len, tail.lo))
+			make_gap(d, w->stream, position, tag, h->frame_len, seq);
+		return; /* a live producer is copying its record */
+	}
 
 	if (stuck->position != position || stuck->since_ns == 0) {
 		stuck->position = position;

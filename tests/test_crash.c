@@ -26,7 +26,7 @@
 #define LIVE_RECORDS 3000
 #define READY_FD 3 /* children signal "parked" on this inherited pipe */
 
-static const char *park_point_names[] = { "", "reserved", "claimed", "written" };
+static const char *park_point_names[] = { "", "reserved", "marked", "written" };
 static int park_point;
 static int published_before_park;
 
