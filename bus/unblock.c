@@ -11,11 +11,11 @@
  *     by a client that is not alive: the frame knows its length, so it
  *     becomes a gap of one sequence number at once.
  *   - Not marked at all (the producer died in the few instructions between
- *     reserving and marking): the frame's end is where the frame with the next
- *     sequence number starts, or the tail if it was the last reservation.
- *     This is done when a client died after the frame was first seen, or when
- *     it stayed unmarked for STALE_CLAIM_TIMEOUT_NS. If the producer was only
- *     slow, its marking CAS fails and it retries with a new reservation.
+ *     reserving and marking): the frame ends where the next marked frame
+ *     starts, or at the tail. This is done when a client died around the time
+ *     the frame got stuck, or when it stayed unmarked for
+ *     STALE_CLAIM_TIMEOUT_NS. If the producer was only slow, its final CAS
+ *     fails and it retries with a new reservation, so nothing is lost.
  *
  * Every change of a tag is a CAS from the exact value observed, so a producer
  * that is alive after all can never have its record half-overwritten.
@@ -25,22 +25,22 @@
 #include "bus/daemon.h"
 
 static void make_gap(struct agentbus_daemon *d, agentbus_stream *s, uint64_t position,
-		     uint64_t observed_tag, uint64_t len, uint64_t seq)
+		     uint64_t observed_tag, uint64_t len, uint64_t seq, uint64_t count)
 {
 	struct frame_header *h = frame_at(s, position);
 
 	h->gap_frame_len = (uint32_t)len;
 	h->gap_first_seq = seq;
-	h->gap_seq_count = 1;
+	h->gap_seq_count = (uint32_t)count;
 	/* Release of the gap fields to readers (pairs with C1' in subscribe.c). */
 	if (!cas64(&h->tag, &observed_tag, frame_tag(position, FRAME_GAP)))
 		return; /* the producer was alive and got there first */
-	fetch_add_relaxed(&s->control->gaps, 1);
-	fetch_add_relaxed(&s->control->unblocked, 1);
+	fetch_add_relaxed(&s->control->gaps, count);
+	fetch_add_relaxed(&s->control->unblocked, count);
 	wake_sleepers(s->control);
-	daemon_log(d, "stream '%s': seq %llu (position %llu, %llu bytes) left by a dead producer is now a gap",
-		   s->name, (unsigned long long)seq, (unsigned long long)position,
-		   (unsigned long long)len);
+	daemon_log(d, "stream '%s': seq %llu-%llu (position %llu, %llu bytes) left by a dead producer is now a gap",
+		   s->name, (unsigned long long)seq, (unsigned long long)(seq + count - 1),
+		   (unsigned long long)position, (unsigned long long)len);
 }
 
 static int sane_length(agentbus_stream *s, uint64_t position, uint64_t len, uint64_t tail)
@@ -49,26 +49,43 @@ static int sane_length(agentbus_stream *s, uint64_t position, uint64_t len, uint
 	       position + len <= tail;
 }
 
-/* Where the frame reserved at @position with sequence @seq ends: 0 if it
- * cannot be told yet. */
-static uint64_t find_frame_end(agentbus_stream *s, uint64_t position, uint64_t seq,
-			       union pair64 tail)
+/* The sequence number a frame at @p is marked with, or 0 if it is not marked. */
+static uint64_t marked_seq(agentbus_stream *s, uint64_t p)
 {
-	uint64_t p, tag, end = position + s->max_frame;
+	struct frame_header *h = frame_at(s, p);
+	uint64_t tag = load_acquire(&h->tag);
 
-	if (tail.hi == seq + 1)
-		return tail.lo;
+	if (tag == frame_tag(p, FRAME_GAP))
+		return h->gap_first_seq;
+	if (tag == frame_tag(p, FRAME_CLAIMED) || tag == frame_tag(p, FRAME_COMMITTED))
+		return h->seq;
+	return load_acquire(&h->seq); /* a copy in progress: marks without a tag */
+}
+
+/*
+ * Where the unmarked frame at @position (sequence @seq) ends: at the first
+ * later frame marked with a sequence number in (seq, tail.hi), or at the tail.
+ * *count is how many sequence numbers lie in between: more than one only if
+ * several producers died unmarked back to back. Returns 0 if not found.
+ */
+static uint64_t find_frame_end(agentbus_stream *s, uint64_t position, uint64_t seq,
+			       union pair64 tail, uint64_t *count)
+{
+	uint64_t p, found, end = position + s->ring_size / 2;
+
 	if (end > tail.lo)
 		end = tail.lo;
 	for (p = position + FRAME_ALIGN; p < end; p += FRAME_ALIGN) {
-		struct frame_header *h = frame_at(s, p);
-
-		tag = load_acquire(&h->tag);
-		if ((tag == frame_tag(p, FRAME_CLAIMED) || tag == frame_tag(p, FRAME_COMMITTED)) &&
-		    h->seq == seq + 1)
+		found = marked_seq(s, p);
+		/* Each frame takes at least FRAME_ALIGN bytes: a cheap sanity check. */
+		if (found > seq && found < tail.hi && p - position >= (found - seq) * FRAME_ALIGN) {
+			*count = found - seq;
 			return p;
-		if (tag == frame_tag(p, FRAME_GAP) && h->gap_first_seq == seq + 1)
-			return p;
+		}
+	}
+	if (tail.hi > seq && tail.lo - position >= (tail.hi - seq) * FRAME_ALIGN) {
+		*count = tail.hi - seq;
+		return tail.lo;
 	}
 	return 0;
 }
@@ -78,29 +95,31 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 {
 	struct stuck_frame *stuck = &w->stuck[slot];
 	struct frame_header *h = frame_at(w->stream, position);
-	uint64_t now = monotonic_ns(), end;
+	uint64_t now = monotonic_ns(), end, count;
+	int timed_out;
 
 	/* Acquire: pairs with the release of seq in write_marks(). */
 	if (load_acquire(&h->seq) == seq) {
 		if (!daemon_client_alive(d, h->owner) &&
 		    sane_length(w->stream, position, h->frame_len, tail.lo))
-			make_gap(d, w->stream, position, tag, h->frame_len, seq);
+			make_gap(d, w->stream, position, tag, h->frame_len, seq, 1);
 		return; /* a live producer is copying its record */
 	}
-
 	if (stuck->position != position || stuck->since_ns == 0) {
 		stuck->position = position;
 		stuck->since_ns = now;
-		/* A death already noticed may be this frame's producer. */
-		if (d->last_death_ns == 0 || d->last_death_ns < now - STALE_CLAIM_TIMEOUT_NS)
-			return;
-	} else if (d->last_death_ns < stuck->since_ns &&
-		   now - stuck->since_ns < STALE_CLAIM_TIMEOUT_NS) {
-		return;
 	}
-	end = find_frame_end(w->stream, position, seq, tail);
-	if (end)
-		make_gap(d, w->stream, position, tag, end - position, seq);
+	timed_out = now - stuck->since_ns >= STALE_CLAIM_TIMEOUT_NS;
+	/* Not marked: its producer died in the few instructions after reserving,
+	 * or is about to mark it. Act on a death seen since (or just before) the
+	 * frame got stuck, or after the timeout. */
+	if (!timed_out && d->last_death_ns + STALE_CLAIM_TIMEOUT_NS < stuck->since_ns)
+		return;
+	end = find_frame_end(w->stream, position, seq, tail, &count);
+	/* Several unmarked frames in a row might hide a live producer between
+	 * two dead ones: only the timeout makes that too unlikely to wait for. */
+	if (end && (count == 1 || timed_out))
+		make_gap(d, w->stream, position, tag, end - position, seq, count);
 }
 
 /* Look at the frame a subscription waits at, and repair it if its producer is dead. */
@@ -125,7 +144,7 @@ static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, u
 	if (daemon_client_alive(d, h->owner))
 		return;
 	if (sane_length(s, position, h->frame_len, tail.lo) && h->seq == seq)
-		make_gap(d, s, position, tag, h->frame_len, seq);
+		make_gap(d, s, position, tag, h->frame_len, seq, 1);
 }
 
 /* A slot of a dead client holds producers back: free it. */

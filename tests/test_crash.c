@@ -29,6 +29,7 @@
 static const char *park_point_names[] = { "", "reserved", "marked", "written" };
 static int park_point;
 static int published_before_park;
+static int pre_records = PRE_RECORDS;
 
 static uint64_t now_ns(void)
 {
@@ -58,7 +59,7 @@ static void signal_parked_and_wait(void)
 
 static void park_hook(int point)
 {
-	if (point == park_point && published_before_park == PRE_RECORDS)
+	if (point == park_point && published_before_park == pre_records)
 		signal_parked_and_wait();
 }
 
@@ -80,7 +81,7 @@ static void publish_text(agentbus_stream *stream, const char *subject, const cha
 		_exit(4);
 }
 
-/* Publish PRE_RECORDS records, then park inside the next publish. */
+/* Publish pre_records records, then park inside the next publish. */
 static int child_park(const char *bus_name, int point)
 {
 	agentbus_stream *stream;
@@ -90,7 +91,7 @@ static int child_park(const char *bus_name, int point)
 	stream = child_open(bus_name, &bus);
 	park_point = point;
 	agentbus_test_hook = park_hook;
-	for (published_before_park = 0; published_before_park < PRE_RECORDS;
+	for (published_before_park = 0; published_before_park < pre_records;
 	     published_before_park++) {
 		snprintf(text, sizeof(text), "pre-%d", published_before_park);
 		publish_text(stream, "crash.pre", text);
@@ -299,6 +300,51 @@ static void run_producer_death(const char *bus_name, const char *role, const cha
 	agentbus_close(bus);
 }
 
+/*
+ * Two producers die back to back, both right after reserving: the daemon
+ * cannot see where the first frame ends, and must still free the readers
+ * (after its stale-claim timeout) with one gap of two sequence numbers.
+ */
+static void run_double_death(const char *bus_name, uint64_t *gaps_so_far)
+{
+	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
+	struct agentbus_stream_info info;
+	agentbus_stream *stream;
+	agentbus_sub *sub;
+	agentbus_bus *bus;
+	pid_t first, second, live;
+	uint64_t killed_at, hole_seq, took;
+	int ready[2];
+
+	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0 ||
+	    agentbus_subscribe(stream, &cfg, &sub) != 0 || pipe(ready) != 0)
+		FAIL("setup");
+	first = spawn("park", bus_name, "1", ready);
+	wait_parked(ready[0], first);
+	second = spawn("park-next", bus_name, "", ready);
+	close(ready[1]);
+	wait_parked(ready[0], second);
+	close(ready[0]);
+	read_pre_records(sub);
+	if (agentbus_stream_info_get(bus, STREAM, &info) != 0)
+		FAIL("stream info");
+	hole_seq = info.next_seq - 2;
+	live = spawn("live", bus_name, "", NULL);
+	killed_at = now_ns();
+	kill_and_reap(first);
+	kill_and_reap(second);
+	took = read_live_records(sub, killed_at, hole_seq + 1);
+	if (waitpid(live, NULL, 0) != live)
+		FAIL("live producer");
+	*gaps_so_far += 2;
+	check_gaps(bus, sub, *gaps_so_far, 2);
+	printf("two producers killed back to back: reader past both holes %.0f ms after SIGKILL\n",
+	       took / 1e6);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(stream);
+	agentbus_close(bus);
+}
+
 /* A subscriber that never reads holds producers back until it dies. */
 static void run_subscriber_death(const char *bus_name)
 {
@@ -354,6 +400,7 @@ static int parent(void)
 	}
 	printf("killed holding a claim: ");
 	run_producer_death(bus_name, "claim", "", &gaps);
+	run_double_death(bus_name, &gaps);
 	run_subscriber_death(bus_name);
 	agentbus_close(bus);
 	agentbus_daemon_stop(daemon);
@@ -365,8 +412,12 @@ static int parent(void)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "park") == 0)
+	if (argc >= 4 && strcmp(argv[1], "park") == 0)
 		return child_park(argv[2], atoi(argv[3]));
+	if (argc >= 3 && strcmp(argv[1], "park-next") == 0) {
+		pre_records = 0; /* reserve right behind the producer parked before us */
+		return child_park(argv[2], 1);
+	}
 	if (argc >= 3 && strcmp(argv[1], "claim") == 0)
 		return child_claim(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "live") == 0)
