@@ -37,8 +37,10 @@ struct frame_plan {
 	uint64_t frame_len;
 };
 
+/* Check @m and work out its frame. @copying is 0 for a zero-copy claim,
+ * whose payload is written in place later and not read from @m. */
 static int plan_frame(const agentbus_stream *stream, const struct agentbus_message *m,
-		      size_t payload_len, struct frame_plan *plan)
+		      int copying, size_t payload_len, struct frame_plan *plan)
 {
 	size_t subject_len, i;
 	uint64_t body;
@@ -56,7 +58,7 @@ static int plan_frame(const agentbus_stream *stream, const struct agentbus_messa
 	if (m->header_count && !m->headers)
 		return set_error(AGENTBUS_E_INVALID, "publish: headers is NULL with header_count %zu",
 				 m->header_count);
-	if (payload_len && !m->payload && payload_len == m->payload_len)
+	if (copying && payload_len && !m->payload)
 		return set_error(AGENTBUS_E_INVALID, "publish: payload is NULL with payload_len %zu",
 				 payload_len);
 	body = subject_len + m->key_len;
@@ -342,7 +344,7 @@ static int plan_batch(agentbus_stream *stream, const struct agentbus_message *me
 
 	*total = 0;
 	for (i = 0; i < count; i++) {
-		err = plan_frame(stream, &messages[i], messages[i].payload_len, &plans[i]);
+		err = plan_frame(stream, &messages[i], 1, messages[i].payload_len, &plans[i]);
 		if (err)
 			return err;
 		*total += plans[i].frame_len;
@@ -403,7 +405,7 @@ int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *messa
 		return err;
 	if (!claim)
 		return set_error(AGENTBUS_E_INVALID, "claim: claim is NULL");
-	err = plan_frame(stream, message, payload_len, &plan);
+	err = plan_frame(stream, message, 0, payload_len, &plan);
 	if (err)
 		return err;
 	for (attempt = 0; attempt < REVOKE_RETRIES; attempt++) {
