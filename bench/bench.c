@@ -14,10 +14,12 @@ static void bench_usage(FILE *out)
 		"usage: agentbus bench latency [--size BYTES] [--wait spin|sleep] [--count N] [--json]\n"
 		"       agentbus bench throughput [--size BYTES] [--producers N] [--same-cpu]\n"
 		"                                 [--count N | --seconds S] [--json]\n"
+		"       agentbus bench noise [--seconds S] [--json]\n"
 		"\n"
 		"  latency     one-way latency between two processes on two CPUs, beside the raw\n"
 		"              cache-line, Unix-socket and futex-wake figures of the same run\n"
 		"  throughput  records/s and bytes/s from N producer processes to one subscriber\n"
+		"  noise       how much of each CPU a pinned spinning process gets on this host\n"
 		"\n"
 		"Each benchmark runs its own embedded daemon on a private bus; `--help` after a\n"
 		"benchmark's name lists all its options.\n");
@@ -33,10 +35,12 @@ int agentbus_bench_main(int argc, char **argv)
 		return bench_latency_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "throughput") == 0)
 		return bench_throughput_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "noise") == 0)
+		return bench_noise_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		bench_usage(stdout);
 		return BENCH_OK;
 	}
-	return bench_error("unknown benchmark '%s' (latency or throughput; see --help)", argv[1]);
+	return bench_error("unknown benchmark '%s' (latency, throughput or noise; see --help)", argv[1]);
 }

@@ -82,5 +82,6 @@ int bench_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---- the benchmarks ---- */
 int bench_latency_main(int argc, char **argv);
 int bench_throughput_main(int argc, char **argv);
+int bench_noise_main(int argc, char **argv);
 
 #endif /* AGENTBUS_BENCH_INTERNAL_H */
