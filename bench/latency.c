@@ -601,7 +601,8 @@ static int lat_launch(struct lat_ctx *c, struct bench_children *kids)
 static int lat_run(const struct lat_opts *o, struct lat_result *res)
 {
 	size_t len = sizeof(struct lat_shared) + K_COUNT * o->count * sizeof(uint64_t);
-	uint64_t run_ns = lat_total(o) * (uint64_t)lat_active_count(o) * (o->interval_ns + 20000) * 3;
+	uint64_t sends = lat_total(o) * (uint64_t)lat_active_count(o);
+	uint64_t run_ns = sends * (o->interval_ns + 20000) * 10; /* generous: hosts stall */
 	struct lat_ctx c = { .o = o, .fds = { -1, -1 }, .fd = -1 };
 	struct bench_children kids = { .count = 0 };
 	int failed = 0;

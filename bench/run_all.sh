@@ -29,7 +29,7 @@ sizes="64 1024 65536"
 run() {
 	local name=$1
 	shift
-	if ! timeout 300 $bench "$@" --json >>"$out/$name.jsonl" 2>>"$out/errors.log"; then
+	if ! timeout 600 $bench "$@" --json >>"$out/$name.jsonl" 2>>"$out/errors.log"; then
 		echo "run failed: $bench $* --json" | tee -a "$out/errors.log" >&2
 	fi
 }
