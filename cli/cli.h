@@ -47,7 +47,7 @@ struct cli_ctx {
 	const char *usage; /* the text --help prints */
 	const char *bus;   /* --bus NAME, or NULL for $AGENTBUS_BUS / "default" */
 	bool stop_at_positional; /* options end at the first non-option (command groups) */
-	int exit_code;     /* what to exit with after CLI_OPT_EXIT */
+	int exit_code;     /* what to exit with after CLI_OPT_EXIT (never 0) */
 };
 
 /* Signature of a command: argv[0] is the command's own name. */

@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -80,9 +79,6 @@ int cli_daemon_main(int argc, char **argv)
 	rc = start_daemon(&ctx, verbose, &signals, &daemon);
 	if (rc)
 		return rc;
-	if (verbose)
-		fprintf(stderr, "agentbus: daemon: serving bus '%s' (pid %d)\n",
-			cli_bus_name(&ctx), (int)getpid());
 	if (sigwait(&signals, &sig) == 0 && verbose)
 		fprintf(stderr, "agentbus: daemon: %s, stopping\n", strsignal(sig));
 	agentbus_daemon_stop(daemon);

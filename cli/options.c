@@ -98,7 +98,8 @@ static int option_error(struct cli_ctx *ctx, char **argv, int result)
 		return cli_usage_error(ctx, "option '-%c' needs a value", optopt);
 	}
 	if (is_long && optopt != 0)
-		return cli_usage_error(ctx, "option '%s' takes no value", arg);
+		return cli_usage_error(ctx, "option '%.*s' takes no value",
+				       (int)strcspn(arg, "="), arg);
 	if (is_long)
 		return cli_usage_error(ctx, "unknown option '%s'", arg);
 	if (optopt != 0)
@@ -108,9 +109,10 @@ static int option_error(struct cli_ctx *ctx, char **argv, int result)
 
 /*
  * getopt_long() over @options (which end with CLI_COMMON_OPTIONS), handling
- * --bus and --help here. Returns the next option of the command, -1 when
- * there are no more, or CLI_OPT_EXIT when the command must stop now and
- * exit with ctx->exit_code (help printed: 0; bad option: CLI_USAGE).
+ * --bus and --help here: --help prints the usage and exits 0 at once. Returns
+ * the next option of the command, -1 when there are no more, or CLI_OPT_EXIT
+ * after reporting a bad option: the command must stop and exit with
+ * ctx->exit_code (never 0, so callers may pass it on as "stop now").
  */
 int cli_next_option(struct cli_ctx *ctx, int argc, char **argv,
 		    const struct option *options)
@@ -129,9 +131,9 @@ int cli_next_option(struct cli_ctx *ctx, int argc, char **argv,
 			ctx->bus = optarg;
 			continue;
 		case CLI_OPT_HELP:
+			/* Nothing is open while options are parsed: leaving here is clean. */
 			fputs(ctx->usage, stdout);
-			ctx->exit_code = CLI_OK;
-			return CLI_OPT_EXIT;
+			exit(fflush(stdout) == 0 ? CLI_OK : CLI_FAILURE);
 		case '?':
 		case ':':
 			ctx->exit_code = option_error(ctx, argv, opt);

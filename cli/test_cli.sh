@@ -54,8 +54,8 @@ run() {
 	CHECKS=$((CHECKS + 1))
 	timeout -k 2 20 "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
 	RC=$?
-	OUT=$(cat "$TMP/out")
-	ERR=$(cat "$TMP/err")
+	OUT=$(<"$TMP/out")
+	ERR=$(<"$TMP/err")
 	if [ "$RC" -ge 124 ]; then
 		fail "'$*' died or hung (exit $RC): $ERR"
 	fi
@@ -175,7 +175,8 @@ start_daemon() {
 	timeout -k 2 110 "$AB" daemon --bus "$BUS" --verbose 2>"$TMP/daemon.err" &
 	DAEMON_PID=$!
 	for ((i = 0; i < 50; i++)); do
-		if timeout 5 "$AB" stream ls --bus "$BUS" >/dev/null 2>&1; then
+		# "no stream named" means a daemon answered.
+		if timeout 5 "$AB" stream info --bus "$BUS" probe 2>&1 | grep -q 'no stream named'; then
 			return 0
 		fi
 		sleep 0.1
@@ -186,6 +187,8 @@ start_daemon() {
 
 test_streams() {
 	bad 1 "already served by another daemon" "$AB" daemon --bus "$BUS"
+	ok "${ABB[@]}" stream ls; lines 1; has '^NAME'
+	ok "${ABB[@]}" stream ls --json; [ "$OUT" = "[]" ] || fail "empty ls --json printed '$OUT'"
 	ok "${ABB[@]}" stream add s1; has "created stream 's1'"
 	bad 1 "a stream named 's1' already exists" "${ABB[@]}" stream add s1
 	ok "${ABB[@]}" stream add small --ring-size 64K --max-record 16KiB; has 'ring 64KiB, max record 16KiB'
@@ -294,7 +297,7 @@ test_sub_signals() {
 
 # `sub | head -1` ends the subscriber quietly through EPIPE.
 test_sub_pipe() {
-	run bash -c "set -o pipefail; timeout 10 '$AB' sub s1 --bus '$BUS' --from-start --timeout 3 | head -n 1"
+	run bash -c "set -o pipefail; timeout 10 '$AB' sub s1 --bus '$BUS' --from-start --timeout 1 | head -n 1"
 	[ "$RC" -eq 0 ] || fail "sub | head exited $RC: $ERR"
 	[ -z "$ERR" ] || fail "sub | head wrote on stderr: $ERR"
 }
