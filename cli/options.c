@@ -90,21 +90,18 @@ int cli_fail_code(const struct cli_ctx *ctx, int err, const char *fmt, ...)
 static int option_error(struct cli_ctx *ctx, char **argv, int result)
 {
 	const char *arg = optind > 0 ? argv[optind - 1] : "";
-	bool is_long = arg && strncmp(arg, "--", 2) == 0;
+	int name_len = (int)strcspn(arg, "="); /* "--json=yes" is about "--json" */
 
-	if (result == ':') {
-		if (is_long)
-			return cli_usage_error(ctx, "option '%s' needs a value", arg);
-		return cli_usage_error(ctx, "option '-%c' needs a value", optopt);
-	}
-	if (is_long && optopt != 0)
-		return cli_usage_error(ctx, "option '%.*s' takes no value",
-				       (int)strcspn(arg, "="), arg);
-	if (is_long)
-		return cli_usage_error(ctx, "unknown option '%s'", arg);
-	if (optopt != 0)
+	if (strncmp(arg, "--", 2) != 0) {
+		if (result == ':')
+			return cli_usage_error(ctx, "option '-%c' needs a value", optopt);
 		return cli_usage_error(ctx, "unknown option '-%c'", optopt);
-	return cli_usage_error(ctx, "unknown option '%s'", arg);
+	}
+	if (result == ':')
+		return cli_usage_error(ctx, "option '%.*s' needs a value", name_len, arg);
+	if (optopt != 0)
+		return cli_usage_error(ctx, "option '%.*s' takes no value", name_len, arg);
+	return cli_usage_error(ctx, "unknown or ambiguous option '%.*s'", name_len, arg);
 }
 
 /*

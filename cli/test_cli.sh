@@ -118,18 +118,19 @@ test_help() {
 test_usage_errors() {
 	run "$AB"; [ "$RC" -eq 2 ] || fail "no command exited $RC, want 2"
 	bad 2 "unknown command 'frobnicate'" "$AB" frobnicate
-	bad 2 "unknown option '--bogus'" "$AB" --bogus
+	bad 2 "unknown or ambiguous option '--bogus'" "$AB" --bogus
+	bad 2 "unknown or ambiguous option '--from'" "$AB" sub s --from=3
 	bad 2 "unknown option '-x'" "$AB" -x
 	bad 2 "missing command" "$AB" stream
 	bad 2 "unknown command 'nope'" "$AB" stream nope
-	bad 2 "unknown option '--bogus'" "$AB" stream ls --bogus
+	bad 2 "unknown or ambiguous option '--bogus'" "$AB" stream ls --bogus
 	bad 2 "option '--bus' needs a value" "$AB" stream ls --bus
 	bad 2 "--bus needs a name" "$AB" --bus= stream ls
 	bad 2 "option '--json' takes no value" "$AB" stream ls --json=yes
 	bad 2 "missing NAME" "$AB" stream info
 	bad 2 "unexpected argument 'b'" "$AB" stream info a b
 	bad 2 "unexpected argument 'x'" "$AB" stream ls x
-	bad 2 "unknown option '--json'" "$AB" stream rm s --json
+	bad 2 "unknown or ambiguous option '--json'" "$AB" stream rm s --json
 	bad 2 "unexpected argument 'x'" "$AB" daemon x
 	bad 2 "missing STREAM" "$AB" pub
 	bad 2 "missing SUBJECT" "$AB" pub s
