@@ -207,15 +207,28 @@ static int parse_add(struct cli_ctx *ctx, int argc, char **argv,
 	return cli_positionals(ctx, argc, argv, 1, 1, "NAME");
 }
 
+/* Confirm a new stream with the sizes it got (defaults filled in). */
+static void print_created(agentbus_bus *bus, const char *name)
+{
+	struct agentbus_stream_info info;
+	char ring[32], record[32];
+
+	if (agentbus_stream_info_get(bus, name, &info) < 0) {
+		printf("created stream '%s'\n", name);
+		return;
+	}
+	cli_format_size(ring, sizeof(ring), info.ring_size);
+	cli_format_size(record, sizeof(record), info.max_record);
+	printf("created stream '%s' (ring %s, max record %s)\n", name, ring, record);
+}
+
 /* `agentbus stream add NAME [--ring-size BYTES] [--max-record BYTES]` */
 static int stream_add(int argc, char **argv)
 {
 	struct agentbus_stream_config config = { 0 };
-	struct agentbus_stream_info info;
 	struct cli_ctx ctx;
 	agentbus_bus *bus;
 	const char *name;
-	char ring[32], record[32];
 	int rc;
 
 	cli_init(&ctx, "stream add", add_usage);
@@ -231,11 +244,8 @@ static int stream_add(int argc, char **argv)
 		rc = cli_fail(&ctx, "a stream named '%s' already exists", name);
 	else if (rc < 0)
 		rc = cli_fail_code(&ctx, rc, "cannot create stream '%s'", name);
-	else if (agentbus_stream_info_get(bus, name, &info) == 0) {
-		cli_format_size(ring, sizeof(ring), info.ring_size);
-		cli_format_size(record, sizeof(record), info.max_record);
-		printf("created stream '%s' (ring %s, max record %s)\n", name, ring, record);
-	}
+	else
+		print_created(bus, name);
 	agentbus_close(bus);
 	return rc;
 }
