@@ -10,8 +10,7 @@
  * expression, the code it returned and agentbus_last_error(), then cleans
  * up and exits 1. Cleanup kills the children this process spawned, stops
  * the daemon and destroys the bus, but only in the process that started the
- * daemon: a forked child inherits the globals but none of the daemon's
- * threads, so it just exits. An alarm bounds the cleanup itself, so a core
+ * daemon; a child (see t_spawn) just exits. An alarm bounds the cleanup itself, so a core
  * that hangs on the way out still ends the test.
  *
  * Every loop in a test is bounded by a deadline (t_deadline_*), because a
@@ -31,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +51,8 @@ static struct {
 	agentbus_bus *bus;                    /* the main connection, NULL when closed */
 	pid_t owner;                          /* pid that started the daemon */
 	pid_t children[T_MAX_CHILDREN];       /* spawned and not yet reaped; 0 = free */
+	int shared_fd;                        /* memfd of t_shared(), inherited by children */
+	void *shared;                         /* its mapping in this process */
 } t_state __attribute__((unused));
 
 /* ------------------------------------------------------------------------ */
@@ -198,33 +200,95 @@ static inline void t_forget_child(pid_t pid)
 }
 
 /*
- * Fork a child that runs @fn(@arg) and exits with its result. The child
- * must open its own bus connection: the parent's handles belong to threads
- * that do not exist in the child. Returns the pid; fails the test if fork
- * does.
+ * A role a child process can play: @fn gets the argument string given to
+ * t_spawn() and returns the child's exit code.
+ *
+ * Children are this program executed again with "--t-child ROLE BUS FD ARG",
+ * never a bare fork(): the test process runs the daemon's threads, and a
+ * fork() taken while one of them holds a lock (the sanitizers' allocator,
+ * for one) leaves that lock held forever in the child. Only exec is safe
+ * after fork in a multi-threaded process.
  */
-static inline pid_t t_spawn(int (*fn)(void *arg), void *arg)
+struct t_role {
+	const char *name;
+	int (*fn)(const char *arg);
+};
+
+/*
+ * Call first thing in main() of a test that spawns children. In the parent
+ * it returns at once; in a child it runs the role named on the command line
+ * and exits with its result.
+ */
+static inline void t_child_dispatch(int argc, char **argv, const struct t_role *roles,
+				    size_t count)
 {
+	if (argc != 6 || strcmp(argv[1], "--t-child") != 0)
+		return;
+	t_state.owner = 0; /* a child never cleans up the bus */
+	snprintf(t_state.bus_name, sizeof(t_state.bus_name), "%s", argv[3]);
+	t_state.shared_fd = atoi(argv[4]);
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(roles[i].name, argv[2]) == 0)
+			exit(roles[i].fn(argv[5]));
+	fprintf(stderr, "unknown child role '%s'\n", argv[2]);
+	exit(T_FAIL);
+}
+
+/*
+ * Memory shared with the children, @size bytes, zeroed: a memfd that the
+ * children inherit across exec. The parent calls it before spawning; a
+ * child calls it with the same size to map the parent's block. One block
+ * per test program.
+ */
+static inline void *t_shared(size_t size)
+{
+	void *p;
+
+	if (t_state.shared)
+		return t_state.shared;
+	if (t_state.shared_fd <= 0) {
+		/* no MFD_CLOEXEC: the children must inherit it */
+		t_state.shared_fd = memfd_create("agentbus-test", 0);
+		if (t_state.shared_fd < 0 || ftruncate(t_state.shared_fd, (off_t)size) != 0)
+			t_fail(__FILE__, __LINE__, "memfd: %s", strerror(errno));
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, t_state.shared_fd, 0);
+	if (p == MAP_FAILED)
+		t_fail(__FILE__, __LINE__, "mmap shared block: %s", strerror(errno));
+	t_state.shared = p;
+	return p;
+}
+
+/*
+ * Start a child playing @role with argument @arg (see t_child_dispatch).
+ * The child opens its own bus connection (t_state.bus_name is set for it).
+ * Returns the pid; fails the test if fork does.
+ */
+static inline pid_t t_spawn(const char *role, const char *arg)
+{
+	char fd[16];
+	char *argv[] = { "/proc/self/exe", "--t-child", (char *)role, t_state.bus_name, fd,
+			 (char *)arg, NULL };
+	int slot = -1;
 	pid_t pid;
 
+	for (int i = 0; i < T_MAX_CHILDREN && slot < 0; i++)
+		if (t_state.children[i] == 0)
+			slot = i;
+	if (slot < 0)
+		t_fail(__FILE__, __LINE__, "more than %d children", T_MAX_CHILDREN);
+	snprintf(fd, sizeof(fd), "%d", t_state.shared_fd);
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
 		t_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		/* the parent's table means nothing here; a child spawns no one */
-		memset(t_state.children, 0, sizeof(t_state.children));
-		_exit(fn(arg));
+		/* only async-signal-safe calls between fork and exec */
+		execv(argv[0], argv);
+		_exit(127);
 	}
-	for (int i = 0; i < T_MAX_CHILDREN; i++) {
-		if (t_state.children[i] == 0) {
-			t_state.children[i] = pid;
-			return pid;
-		}
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	t_fail(__FILE__, __LINE__, "more than %d children", T_MAX_CHILDREN);
+	t_state.children[slot] = pid;
+	return pid;
 }
 
 /*

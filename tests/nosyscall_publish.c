@@ -18,8 +18,6 @@
  * Pacing in sleep mode spins on clock_gettime(), which the vDSO serves
  * without entering the kernel, so the loop itself adds no system call.
  */
-#include <sys/mman.h>
-
 #include "helpers.h"
 
 #define STREAM "nosys"
@@ -52,17 +50,19 @@ static void busy_wait_ns(uint64_t ns)
 }
 
 /* The subscriber process: read every record, in order, within a deadline. */
-static int subscriber_main(void *arg)
+static int subscriber_main(const char *arg)
 {
 	struct t_deadline d = t_deadline_ms(60000);
 	struct agentbus_record rec;
 	agentbus_stream *s = NULL;
 	agentbus_bus *bus = NULL;
 	agentbus_sub *sub = NULL;
-	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_NEW, .wait = sh->wait };
+	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_NEW };
 	uint64_t seen = 0, last = 0;
 
 	(void)arg;
+	sh = t_shared(sizeof(*sh));
+	cfg.wait = sh->wait;
 	if (agentbus_open(&bus, t_state.bus_name) < 0 ||
 	    agentbus_stream_open(bus, STREAM, &s) < 0 || agentbus_subscribe(s, &cfg, &sub) < 0) {
 		fprintf(stderr, "subscriber: set-up failed: %s\n", agentbus_last_error());
@@ -118,6 +118,7 @@ static void wait_for_subscriber(agentbus_stream *s, bool sleeping)
 
 int main(int argc, char **argv)
 {
+	static const struct t_role roles[] = { { "subscriber", subscriber_main } };
 	bool sleep_mode = argc > 1 && strcmp(argv[1], "sleep") == 0;
 	uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 10) : (sleep_mode ? 200 : 100000);
 	unsigned char payload[64];
@@ -127,12 +128,12 @@ int main(int argc, char **argv)
 	pid_t child;
 	uint64_t failed = 0;
 
+	t_child_dispatch(argc, argv, roles, 1);
 	if (argc < 2 || (!sleep_mode && strcmp(argv[1], "spin") != 0) || n == 0) {
 		fprintf(stderr, "usage: %s spin|sleep [N]\n", argv[0]);
 		return T_FAIL;
 	}
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	T_ASSERT(sh != MAP_FAILED);
+	sh = t_shared(sizeof(*sh));
 	sh->records = n + 1;
 	sh->wait = sleep_mode ? AGENTBUS_WAIT_SLEEP : AGENTBUS_WAIT_SPIN;
 	memset(payload, 0x5a, sizeof(payload));
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
 	/* room for every record: back-pressure must not be what is measured */
 	t_create_stream(bus, STREAM, 32u << 20, 4096);
 	s = t_open_stream(bus, STREAM);
-	child = t_spawn(subscriber_main, NULL);
+	child = t_spawn("subscriber", "-");
 	wait_for_subscriber(s, false);
 	T_OK(agentbus_publish(s, &m, 0));
 	if (sleep_mode)
@@ -159,6 +160,5 @@ int main(int argc, char **argv)
 	T_EQ(failed, 0);
 	T_EQ(t_wait_child(child, 60000), 0);
 	agentbus_stream_close(s);
-	munmap(sh, sizeof(*sh));
 	return t_done();
 }

@@ -6,11 +6,10 @@
  * seconds ($AGENTBUS_STRESS_SECONDS for a long run), then the parent
  * publishes an end marker and every checker proves it saw each record
  * exactly once, in order, intact (see stress.h). Each process opens its own
- * connection to the bus, as a real client would. Set AGENTBUS_STRESS_SEED
- * to replay a run's random choices.
+ * connection to the bus, as a real client would; the control block lives in
+ * memory shared through t_shared(). Set AGENTBUS_STRESS_SEED to replay a
+ * run's random choices.
  */
-#include <sys/mman.h>
-
 #include "stress.h"
 
 #define PRODUCERS 4
@@ -32,14 +31,15 @@ static int child_open(const char *who, agentbus_bus **bus, agentbus_stream **s)
 	return T_PASS;
 }
 
-static int producer_main(void *arg)
+static int producer_main(const char *arg)
 {
-	uint32_t id = (uint32_t)(uintptr_t)arg;
+	uint32_t id = (uint32_t)atoi(arg);
 	agentbus_stream *s;
 	agentbus_bus *bus;
 	char who[16];
 	int r;
 
+	ctl = t_shared(sizeof(*ctl));
 	snprintf(who, sizeof(who), "producer%u", id);
 	if (child_open(who, &bus, &s) != T_PASS)
 		return T_FAIL;
@@ -49,13 +49,12 @@ static int producer_main(void *arg)
 	return r;
 }
 
-static int checker_main(void *arg)
+static int checker_main(const char *arg)
 {
-	int id = (int)(uintptr_t)arg;
+	int id = atoi(arg);
 	struct agentbus_sub_config cfg = {
 		.start = AGENTBUS_START_SEQ,
 		.start_seq = 1,
-		.wait = stress_wait_of(id),
 	};
 	agentbus_sub *sub = NULL;
 	agentbus_stream *s;
@@ -63,6 +62,8 @@ static int checker_main(void *arg)
 	char who[16];
 	int r;
 
+	ctl = t_shared(sizeof(*ctl));
+	cfg.wait = stress_wait_of(id);
 	snprintf(who, sizeof(who), "checker%d", id);
 	if (child_open(who, &bus, &s) != T_PASS)
 		return T_FAIL;
@@ -94,8 +95,21 @@ static int reap(const pid_t *pids, int n, const char *what)
 	return failed;
 }
 
-int main(void)
+/* Spawn child @role number @i. */
+static pid_t spawn_numbered(const char *role, int i)
 {
+	char arg[16];
+
+	snprintf(arg, sizeof(arg), "%d", i);
+	return t_spawn(role, arg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct t_role roles[] = {
+		{ "producer", producer_main },
+		{ "checker", checker_main },
+	};
 	unsigned seconds = t_stress_seconds(3);
 	pid_t producers[PRODUCERS], checkers[CHECKERS];
 	const char *seed_env = getenv("AGENTBUS_STRESS_SEED");
@@ -105,9 +119,8 @@ int main(void)
 	agentbus_bus *bus;
 	int failed;
 
-	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	T_ASSERT(ctl != MAP_FAILED);
-	memset(ctl, 0, sizeof(*ctl));
+	t_child_dispatch(argc, argv, roles, 2);
+	ctl = t_shared(sizeof(*ctl));
 	ctl->producers = PRODUCERS;
 	ctl->seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
 	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producers, %d checkers\n",
@@ -119,7 +132,7 @@ int main(void)
 	/* checkers first, so that none of them can miss seq 1 */
 	ctl->hard_end_ns = t_now_ns() + (seconds + 60) * 1000000000ull;
 	for (int i = 0; i < CHECKERS; i++)
-		checkers[i] = t_spawn(checker_main, (void *)(uintptr_t)i);
+		checkers[i] = spawn_numbered("checker", i);
 	ready_by = t_deadline_ms(10000);
 	while (atomic_load(&ctl->subs_ready) < CHECKERS && !t_expired(&ready_by))
 		t_sleep_us(1000);
@@ -127,7 +140,7 @@ int main(void)
 
 	ctl->end_ns = t_now_ns() + seconds * 1000000000ull;
 	for (int i = 0; i < PRODUCERS; i++)
-		producers[i] = t_spawn(producer_main, (void *)(uintptr_t)i);
+		producers[i] = spawn_numbered("producer", i);
 	failed = reap(producers, PRODUCERS, "producer");
 	T_EQ(failed, 0);
 
@@ -151,6 +164,5 @@ int main(void)
 	/* a short run that never wrapped would prove little */
 	T_ASSERTF(info.first_seq > 1, "the ring never wrapped (first_seq %" PRIu64 ")",
 		  info.first_seq);
-	munmap(ctl, sizeof(*ctl));
 	return t_done();
 }
