@@ -113,9 +113,5 @@ int main(int argc, char **argv)
 			return ctx.exit_code;
 		}
 	}
-	if (optind >= argc) {
-		fputs(usage, stderr);
-		return CLI_USAGE;
-	}
 	return cli_dispatch(&ctx, commands, argc, argv);
 }

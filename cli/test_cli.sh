@@ -116,7 +116,8 @@ test_help() {
 }
 
 test_usage_errors() {
-	run "$AB"; [ "$RC" -eq 2 ] || fail "no command exited $RC, want 2"
+	bad 2 "^agentbus: missing command" "$AB"
+	bad 2 "^agentbus: missing command" "$AB" --bus x
 	bad 2 "unknown command 'frobnicate'" "$AB" frobnicate
 	bad 2 "unknown or ambiguous option '--bogus'" "$AB" --bogus
 	bad 2 "unknown or ambiguous option '--from'" "$AB" sub s --from=3
