@@ -212,8 +212,8 @@ static void print_samples(const struct demo_tally *tally)
 			if (sample->id == 0)
 				continue;
 			demo_call_make(sample->id, &call);
-			printf("  %s  %-20s %s\n", call.key, call.subject, call.payload);
-			printf("      -> %-10s tool.result.%-7s %s\n", demo_agents[t].name,
+			printf("  %s  %-22s %s\n", call.key, call.subject, call.payload);
+			printf("      -> %-10s  tool.result.%-10s %s\n", demo_agents[t].name,
 			       demo_tool_name(call.tool), sample->answer);
 			printf("         one-way %.1f us, round trip %.1f us\n",
 			       sample->one_way_ns / 1e3, sample->round_trip_ns / 1e3);
