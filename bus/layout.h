@@ -6,8 +6,8 @@
  * the ring, which is mapped twice back to back (shm/segment.h).
  *
  * Positions are byte offsets into an endless stream; the ring holds the bytes
- * of position p at ring[p & (ring_size - 1)]. Every frame starts at a
- * FRAME_ALIGN-aligned position with a struct frame_header whose `tag` word is
+ * of position p at ring[p & (ring_size - 1)]. Every frame (persist/frame.h)
+ * starts at a FRAME_ALIGN-aligned position with a header whose `tag` word is
  * the frame's state: (position | FRAME_*). A tag that does not carry the
  * frame's own position is left over from an earlier lap of the ring and means
  * "nothing here yet", so the ring never needs to be zeroed.
@@ -34,40 +34,13 @@
 
 #include <stdint.h>
 
+#include "persist/frame.h"
 #include "shm/atomics.h"
 
 #define STREAM_MAGIC 0x314d525453424761ull /* "aGBSTRM1" */
 #define STREAM_LAYOUT_VERSION 1u
 #define STREAM_CONTROL_SIZE (16u << 10)
 #define STREAM_MAX_SUBSCRIPTIONS 128u
-#define FRAME_ALIGN 64u
-
-enum frame_state {
-	FRAME_CLAIMED = 1,   /* reserved, being written by `owner` */
-	FRAME_COMMITTED = 2, /* a record */
-	FRAME_GAP = 3,       /* sequence numbers that hold no record; skip */
-	FRAME_STATE_MASK = 3,
-};
-
-struct frame_header {
-	uint64_t tag;           /* position | enum frame_state: the commit word */
-	uint32_t owner;         /* client id of the producer (a mark) */
-	uint32_t frame_len;     /* bytes of the frame, header included, FRAME_ALIGN multiple (a mark) */
-	uint64_t seq;           /* sequence number (a mark, written last, with release) */
-	uint64_t time_ns;       /* CLOCK_REALTIME at reservation */
-	uint32_t payload_len;   /* bytes */
-	uint16_t subject_len;   /* bytes, 1..255 */
-	uint16_t key_len;       /* bytes, 0 = no key */
-	uint32_t headers_len;   /* bytes of the encoded headers */
-	uint32_t gap_frame_len; /* GAP only: bytes to skip (written by whoever made the gap) */
-	uint64_t gap_first_seq; /* GAP only: first sequence number skipped */
-	uint32_t gap_seq_count; /* GAP only: how many sequence numbers are skipped */
-	uint32_t reserved;
-	/* then subject, key, headers, payload; headers are encoded as
-	 * { u16 name_len, u32 value_len, name, value } each, unaligned. */
-};
-_Static_assert(sizeof(struct frame_header) == 64, "frame header is one cache line");
-#define HEADER_ENCODED_PREFIX 6u
 
 enum slot_state {
 	SLOT_FREE = 0,
@@ -125,21 +98,5 @@ struct stream_control {
 	struct sub_slot slots[STREAM_MAX_SUBSCRIPTIONS] __attribute__((aligned(64)));
 };
 _Static_assert(sizeof(struct stream_control) <= STREAM_CONTROL_SIZE, "control fits");
-
-static inline uint64_t frame_tag(uint64_t position, enum frame_state state)
-{
-	return position | (uint64_t)state;
-}
-
-static inline uint64_t align_frame(uint64_t len)
-{
-	return (len + FRAME_ALIGN - 1) & ~(uint64_t)(FRAME_ALIGN - 1);
-}
-
-/* Largest frame a stream with this max_record can hold. */
-static inline uint64_t max_frame_len(uint64_t max_record)
-{
-	return align_frame(sizeof(struct frame_header) + max_record);
-}
 
 #endif

@@ -237,7 +237,8 @@ int agentbus_stream_list(agentbus_bus *bus, struct agentbus_stream_info **infos,
 	}
 	closedir(d);
 	clear_error();
-	qsort(list, n, sizeof(*list), compare_info);
+	if (n)
+		qsort(list, n, sizeof(*list), compare_info);
 	*infos = list;
 	*count = n;
 	return 0;
