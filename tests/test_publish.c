@@ -342,6 +342,89 @@ static void test_refusals(agentbus_bus *bus)
 	T_OK(agentbus_stream_delete(bus, "refuse"));
 }
 
+/*
+ * Records up to max_record (a quarter of the ring) cross the ring's end
+ * cleanly: sizes from 0 to exactly the maximum, so frames of every size
+ * meet the end of the ring. The reader keeps up (the ring filling is
+ * test_backpressure's business).
+ */
+static void test_wrap_large(agentbus_bus *bus)
+{
+	static unsigned char buf[SMALL_MAX];
+	struct agentbus_record rec;
+	agentbus_stream *s;
+	agentbus_sub *sub;
+	uint64_t next_read = 1;
+
+	t_create_stream(bus, "wrap", SMALL_RING, SMALL_MAX);
+	s = t_open_stream(bus, "wrap");
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	for (uint64_t seq = 1; seq <= 600; seq++) {
+		static const size_t sizes[] = { SMALL_MAX - 4, 0, 1, SMALL_MAX - 5, 7000, 4093, 12345 };
+		size_t len = sizes[seq % 7];
+		struct agentbus_message m = t_msg("wrap", buf, len);
+
+		pattern_fill(buf, len, seq);
+		T_EQ(agentbus_publish(s, &m, 0), seq);
+		while (next_read <= seq) {
+			T_EQ(agentbus_sub_poll(sub, &rec), 1);
+			T_EQ(rec.seq, next_read);
+			T_EQ(rec.payload_len, sizes[next_read % 7]);
+			T_ASSERTF(pattern_ok(rec.payload, rec.payload_len, rec.seq),
+				  "payload of seq %" PRIu64 " altered", rec.seq);
+			next_read++;
+		}
+	}
+	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "wrap"));
+}
+
+/* Keys up to 65535 bytes are kept; longer keys and malformed headers are refused. */
+static void test_key_and_header_limits(agentbus_bus *bus)
+{
+	static char key[65536];
+	struct agentbus_header bad_header = { .name = "", .name_len = 0, .value = "v", .value_len = 1 };
+	struct agentbus_header null_value = { .name = "n", .name_len = 1, .value = NULL, .value_len = 3 };
+	struct agentbus_message m = t_msg("keyed", "p", 1);
+	struct agentbus_record rec;
+	agentbus_stream *s;
+	agentbus_sub *sub;
+
+	memset(key, 'k', sizeof(key));
+	t_create_stream(bus, "keys", 1u << 20, 128u << 10);
+	s = t_open_stream(bus, "keys");
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	m.key = key;
+	m.key_len = 65535;
+	T_EQ(agentbus_publish(s, &m, 0), 1);
+	T_EQ(agentbus_sub_poll(sub, &rec), 1);
+	T_EQ(rec.key_len, 65535);
+	T_ASSERT(memcmp(rec.key, key, 65535) == 0);
+	T_EQ(rec.payload_len, 1);
+
+	m.key_len = 65536;
+	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	m.key = NULL;
+	m.key_len = 5;
+	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	m.key_len = 0;
+	m.headers = &bad_header;
+	m.header_count = 1;
+	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	m.headers = &null_value;
+	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	m.headers = NULL;
+	m.header_count = 2;
+	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+
+	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "keys"));
+}
+
 /* Publish 1 KiB records without waiting until back-pressure; returns how many went in. */
 static int fill_ring(agentbus_stream *s, int limit)
 {
@@ -461,6 +544,8 @@ int main(void)
 	T_RUN(test_batch, bus);
 	T_RUN(test_claim, bus);
 	T_RUN(test_refusals, bus);
+	T_RUN(test_wrap_large, bus);
+	T_RUN(test_key_and_header_limits, bus);
 	T_RUN(test_backpressure, bus);
 	return t_done();
 }

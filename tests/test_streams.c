@@ -343,6 +343,90 @@ static void test_bus_open_errors(void)
 	T_ERR(agentbus_open(&b, ".dot"), AGENTBUS_E_INVALID);
 }
 
+/*
+ * Two buses side by side are independent: same stream names, separate
+ * records; a second daemon on a served bus is AGENTBUS_E_BUSY.
+ */
+static void test_two_buses(agentbus_bus *bus)
+{
+	struct agentbus_daemon_config cfg = { 0 };
+	struct agentbus_message m = t_msg("side.by.side", "1", 1);
+	struct agentbus_stream_info info;
+	agentbus_daemon *other_daemon = NULL, *dup = NULL;
+	agentbus_bus *other = NULL;
+	agentbus_stream *a, *b;
+	char name[AGENTBUS_NAME_MAX + 1];
+
+	t_bus_name_for(name, sizeof(name), "streams2");
+	agentbus_bus_destroy(name);
+	cfg.bus = name;
+	T_OK(agentbus_daemon_start(&other_daemon, &cfg));
+	T_OK(agentbus_open(&other, name));
+	T_ASSERT(strcmp(agentbus_name(other), name) == 0);
+
+	cfg.bus = t_state.bus_name;
+	T_ERR(agentbus_daemon_start(&dup, &cfg), AGENTBUS_E_BUSY);
+
+	t_create_stream(bus, "same", 64u << 10, 1024);
+	t_create_stream(other, "same", 128u << 10, 2048);
+	a = t_open_stream(bus, "same");
+	b = t_open_stream(other, "same");
+	T_EQ(agentbus_publish(a, &m, 0), 1);
+	T_EQ(agentbus_publish(a, &m, 0), 2);
+	T_EQ(agentbus_publish(b, &m, 0), 1);
+	T_OK(agentbus_stream_info_get(other, "same", &info));
+	T_EQ(info.ring_size, 128u << 10);
+	T_EQ(info.next_seq, 2);
+	T_OK(agentbus_stream_info_get(bus, "same", &info));
+	T_EQ(info.ring_size, 64u << 10);
+	T_EQ(info.next_seq, 3);
+
+	agentbus_stream_close(a);
+	agentbus_stream_close(b);
+	T_OK(agentbus_stream_delete(bus, "same"));
+	agentbus_close(other);
+	agentbus_daemon_stop(other_daemon);
+	T_OK(agentbus_bus_destroy(name));
+	T_ERR(agentbus_open(&other, name), AGENTBUS_E_NO_DAEMON);
+}
+
+/* NULL where a handle or an output belongs is an error code, not a crash. */
+static void test_null_arguments(agentbus_bus *bus)
+{
+	struct agentbus_message m = t_msg("a", NULL, 0);
+	struct agentbus_stream_info info;
+	struct agentbus_record rec;
+	agentbus_stream *s = NULL;
+	agentbus_sub *sub = NULL;
+	size_t count;
+
+	T_ERR(agentbus_open(NULL, t_state.bus_name), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_create(NULL, "x", NULL), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_open(bus, "x", NULL), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_open(bus, NULL, &s), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_info_get(bus, "x", NULL), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_list(bus, NULL, &count), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_delete(bus, NULL), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(NULL, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_stat(NULL, &info), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_subscribe(NULL, NULL, &sub), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_sub_poll(NULL, &rec), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_sub_read(NULL, &rec, 0), AGENTBUS_E_INVALID);
+
+	t_create_stream(bus, "nulls", 64u << 10, 1024);
+	s = t_open_stream(bus, "nulls");
+	T_ERR(agentbus_subscribe(s, NULL, NULL), AGENTBUS_E_INVALID);
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	T_ERR(agentbus_sub_poll(sub, NULL), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_stream_stat(s, NULL), AGENTBUS_E_INVALID);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "nulls"));
+	/* closing nothing is a no-op, as free(NULL) */
+	agentbus_sub_close(NULL);
+	agentbus_stream_close(NULL);
+}
+
 int main(void)
 {
 	agentbus_bus *bus = t_setup("streams");
@@ -358,5 +442,7 @@ int main(void)
 	T_RUN(test_info_counts, bus);
 	T_RUN(test_delete_while_open, bus);
 	T_RUN(test_bus_open_errors);
+	T_RUN(test_two_buses, bus);
+	T_RUN(test_null_arguments, bus);
 	return t_done();
 }

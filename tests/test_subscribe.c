@@ -457,6 +457,96 @@ static void test_wait_strategies(agentbus_bus *bus)
 	T_OK(agentbus_stream_delete(bus, "wait"));
 }
 
+struct noise {
+	agentbus_stream *stream;
+	int count;      /* records to publish, one per ms */
+	int failures;   /* publishes that did not return a seq */
+};
+
+/* Publish @count non-matching records ("b.x"), about one per millisecond. */
+static void *noise_main(void *arg)
+{
+	struct noise *n = arg;
+	struct agentbus_message m = t_msg("b.x", "n", 1);
+
+	for (int i = 0; i < n->count; i++) {
+		if (agentbus_publish(n->stream, &m, 1000) <= 0)
+			n->failures++;
+		t_sleep_us(1000);
+	}
+	return NULL;
+}
+
+/*
+ * A filtered blocking read is not woken into returning by records it
+ * filters out: it keeps waiting until its timeout, counting them, and
+ * returns the first match when one comes.
+ */
+static void test_filtered_blocking(agentbus_bus *bus)
+{
+	static const enum agentbus_wait waits[] = { AGENTBUS_WAIT_SPIN, AGENTBUS_WAIT_SPIN_SLEEP,
+						    AGENTBUS_WAIT_SLEEP };
+	struct agentbus_message match = t_msg("a.y", "m", 1);
+	agentbus_stream *s;
+
+	t_create_stream(bus, "fblock", 1u << 20, 4096);
+	s = t_open_stream(bus, "fblock");
+	for (size_t w = 0; w < 3; w++) {
+		struct agentbus_sub_config cfg = { .filter = "a.*", .wait = waits[w] };
+		struct noise noise = { .stream = s, .count = 20 };
+		struct agentbus_sub_stats st;
+		struct agentbus_record rec;
+		agentbus_sub *sub = NULL;
+		pthread_t thread;
+		uint64_t t0, took;
+		int64_t seq;
+		int r;
+
+		T_OK(agentbus_subscribe(s, &cfg, &sub));
+		T_EQ(pthread_create(&thread, NULL, noise_main, &noise), 0);
+		t0 = t_now_ns();
+		r = agentbus_sub_read(sub, &rec, 300);
+		took = t_now_ns() - t0;
+		pthread_join(thread, NULL);
+		T_EQ(noise.failures, 0);
+		T_ASSERTF(r == 0, "wait %d: filtered read returned %d (%s)", (int)waits[w], r,
+			  r == 1 ? "a record" : agentbus_strerror(r));
+		T_ASSERTF(took >= 270000000u, "wait %d: filtered read gave up after %" PRIu64 " ms",
+			  (int)waits[w], took / 1000000);
+		/* the noise may still be in flight at the timeout: drain it */
+		T_EQ(agentbus_sub_poll(sub, &rec), 0);
+		agentbus_sub_stats_get(sub, &st);
+		T_EQ(st.filtered, 20);
+		T_EQ(st.delivered, 0);
+
+		seq = T_OK(agentbus_publish(s, &match, 0));
+		T_EQ(agentbus_sub_read(sub, &rec, 1000), 1);
+		T_EQ(rec.seq, seq);
+		T_ASSERT(t_subject_is(&rec, "a.y"));
+		agentbus_sub_close(sub);
+	}
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "fblock"));
+}
+
+/* Out-of-range start and wait values are refused. */
+static void test_bad_config(agentbus_bus *bus)
+{
+	struct agentbus_sub_config cfg = { 0 };
+	agentbus_sub *sub = NULL;
+	agentbus_stream *s;
+
+	t_create_stream(bus, "badcfg", 64u << 10, 1024);
+	s = t_open_stream(bus, "badcfg");
+	cfg.start = (enum agentbus_start)7;
+	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_INVALID);
+	cfg.start = AGENTBUS_START_NEW;
+	cfg.wait = (enum agentbus_wait)9;
+	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_INVALID);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "badcfg"));
+}
+
 int main(void)
 {
 	agentbus_bus *bus = t_setup("subscribe");
@@ -469,5 +559,7 @@ int main(void)
 	T_RUN(test_read_batch, bus);
 	T_RUN(test_read_copy, bus);
 	T_RUN(test_wait_strategies, bus);
+	T_RUN(test_filtered_blocking, bus);
+	T_RUN(test_bad_config, bus);
 	return t_done();
 }
