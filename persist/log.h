@@ -120,6 +120,59 @@ int log_reader_next(struct log_reader *reader, const struct frame_header **frame
 /* Sequence number and position the reader will look at next. */
 void log_reader_where(const struct log_reader *reader, uint64_t *next_seq, uint64_t *position);
 
+/* What the last AGENTBUS_E_CORRUPT (or other error) of @reader was about:
+ * sequence number, segment, file offset and what is wrong. "" if none. */
+const char *log_reader_error(const struct log_reader *reader);
+
+/* ------------------------------------------------------------ frames on disk (log_read.c) */
+
+/* One segment file seen as a run of frames; shared by reader, recovery and
+ * verify. Nothing read from the file is trusted: every length is bounded by
+ * max_frame and by data_end before it is used. */
+struct log_segment_view {
+	int fd;                  /* the .log file */
+	uint64_t base_position;  /* position of its first frame (file offset LOG_HEADER_SIZE) */
+	uint64_t data_end;       /* position no frame may run past (file end, next base, ...) */
+	uint64_t max_frame;      /* bound on a frame's length: max_frame_len(max_record) */
+	uint64_t read_bytes;     /* frame bytes read through this view (counter) */
+};
+
+/* A buffer that grows to hold a frame (never beyond a checked length). */
+struct log_frame_buffer {
+	unsigned char *data;
+	size_t cap;
+};
+
+/*
+ * Load the frame at @position where sequence number @seq is expected into
+ * @buf. Returns 1 if it is a valid record or gap (*frame_len, *next_seq
+ * set), 0 if it does not fit before data_end (incomplete: the end of what is
+ * there), AGENTBUS_E_CORRUPT if it is not valid (*why says what is wrong),
+ * or -errno.
+ */
+int log_frame_load(struct log_segment_view *view, uint64_t position, uint64_t seq,
+		   struct log_frame_buffer *buf, uint64_t *frame_len, uint64_t *next_seq,
+		   const char **why);
+
+/*
+ * Find the first valid frame at or after @from (FRAME_ALIGN steps, up to
+ * data_end) whose sequence number is greater than @after_seq. Returns 1
+ * with *position and *seq set, 0 if there is none, or -errno.
+ */
+int log_frame_find(struct log_segment_view *view, uint64_t from, uint64_t after_seq,
+		   struct log_frame_buffer *buf, uint64_t *position, uint64_t *seq);
+
+void log_frame_buffer_free(struct log_frame_buffer *buf);
+
+/*
+ * Load the usable entries of @segment's index: checksum good, pointing
+ * inside [base, data_end) at an aligned position, seq and position strictly
+ * increasing. *entries is malloc'd (NULL if none); if @raw is not NULL,
+ * (*raw)[i] is the entry's number in the file. A missing index is empty.
+ */
+int log_index_load(const struct log_segment *segment, uint64_t data_end,
+		   struct log_index_entry **entries, size_t **raw, size_t *count);
+
 /* ------------------------------------------------------------ recovery (log_recover.c) */
 
 struct log_recovery {
@@ -163,7 +216,8 @@ struct log_retention_limits {
 	uint64_t max_age_ns;       /* 0 = no limit: delete segments whose newest record is older */
 	uint64_t max_bytes;        /* 0 = no limit: keep the log at most this big */
 	uint64_t max_records;      /* 0 = no limit: keep about this many records (whole segments) */
-	uint64_t keep_from;        /* never delete a segment holding this position or later */
+	uint64_t keep_from;        /* never delete a segment holding this position or later
+				    * (UINT64_MAX: nothing to keep for readers; 0 keeps all) */
 };
 
 /* Delete whole segments (oldest first, never the last one) beyond the
