@@ -44,6 +44,14 @@
 
 #define T_MAX_CHILDREN 64
 
+/*
+ * Publish timeout (ms) wherever back-pressure is not what a test is about.
+ * The ring may be held for a moment by something other than the test's own
+ * subscriptions (the daemon's spill writer, once the log exists), so a
+ * publish that must succeed waits for room, boundedly, rather than fail.
+ */
+#define T_WAIT_MS 10000
+
 /* State of this test program; one daemon and one bus per program. */
 static struct {
 	char bus_name[AGENTBUS_NAME_MAX + 1]; /* "t-<tag>-<pid>"; "" before t_setup() */
@@ -225,6 +233,7 @@ static inline void t_child_dispatch(int argc, char **argv, const struct t_role *
 	if (argc != 6 || strcmp(argv[1], "--t-child") != 0)
 		return;
 	t_state.owner = 0; /* a child never cleans up the bus */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	snprintf(t_state.bus_name, sizeof(t_state.bus_name), "%s", argv[3]);
 	t_state.shared_fd = atoi(argv[4]);
 	for (size_t i = 0; i < count; i++)
@@ -353,6 +362,8 @@ static inline agentbus_bus *t_setup(const char *tag)
 	struct agentbus_daemon_config cfg = { 0 };
 	int r;
 
+	/* line by line, so a crash loses no line of progress in a pipe */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_state.owner = getpid();
 	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), tag);
 	agentbus_bus_destroy(t_state.bus_name);

@@ -80,9 +80,9 @@ static void test_round_trip(agentbus_bus *bus)
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
 
 	before = wall_ns();
-	T_EQ(agentbus_publish(s, &full, 0), 1);
+	T_EQ(agentbus_publish(s, &full, T_WAIT_MS), 1);
 	after = wall_ns();
-	T_EQ(agentbus_publish(s, &bare, 0), 2);
+	T_EQ(agentbus_publish(s, &bare, T_WAIT_MS), 2);
 
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
 	T_EQ(rec.seq, 1);
@@ -147,7 +147,7 @@ static void test_dense(agentbus_bus *bus)
 		struct agentbus_message m = t_msg("dense.rec", buf, len);
 
 		pattern_fill(buf, len, seq);
-		T_EQ(agentbus_publish(s, &m, 0), seq);
+		T_EQ(agentbus_publish(s, &m, T_WAIT_MS), seq);
 		/* read every few records so the 256 KiB ring never fills */
 		while (seq % 16 == 0 && agentbus_sub_poll(sub, &rec) == 1) {
 			T_EQ(rec.seq, next_read);
@@ -185,14 +185,14 @@ static void test_batch(agentbus_bus *bus)
 	t_create_stream(bus, "batch", 1u << 20, 4096);
 	s = t_open_stream(bus, "batch");
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
-	T_EQ(agentbus_publish(s, &(struct agentbus_message){ .subject = "one" }, 0), 1);
+	T_EQ(agentbus_publish(s, &(struct agentbus_message){ .subject = "one" }, T_WAIT_MS), 1);
 	for (int i = 0; i < B; i++) {
 		int n = snprintf(payloads[i], sizeof(payloads[i]), "batch-%d", i);
 
 		msgs[i] = t_msg(i % 2 ? "batch.odd" : "batch.even", payloads[i], (size_t)n);
 	}
-	T_EQ(agentbus_publish_batch(s, msgs, B, 0), 2);
-	T_EQ(agentbus_publish(s, &(struct agentbus_message){ .subject = "after" }, 0), 2 + B);
+	T_EQ(agentbus_publish_batch(s, msgs, B, T_WAIT_MS), 2);
+	T_EQ(agentbus_publish(s, &(struct agentbus_message){ .subject = "after" }, T_WAIT_MS), 2 + B);
 
 	T_EQ(agentbus_sub_read_batch(sub, recs, 1, 0), 1);
 	T_EQ(recs[0].seq, 1);
@@ -208,7 +208,7 @@ static void test_batch(agentbus_bus *bus)
 	/* one bad subject in the middle: the whole batch is refused */
 	msgs[4].subject = "bad..subject";
 	msgs[4].subject_len = strlen(msgs[4].subject);
-	T_ERR(agentbus_publish_batch(s, msgs, B, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish_batch(s, msgs, B, T_WAIT_MS), AGENTBUS_E_INVALID);
 	T_OK(agentbus_stream_stat(s, &info));
 	T_EQ(info.next_seq, 3 + B);
 	T_EQ(agentbus_sub_poll(sub, &recs[0]), 0);
@@ -238,13 +238,13 @@ static void test_claim(agentbus_bus *bus)
 	s = t_open_stream(bus, "claim");
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
 
-	T_OK(agentbus_claim(s, &hdr, 100, 0, &c1));
+	T_OK(agentbus_claim(s, &hdr, 100, T_WAIT_MS, &c1));
 	T_EQ(c1.seq, 1);
 	T_EQ(c1.payload_len, 100);
 	T_ASSERT(c1.payload != NULL);
 	pattern_fill(c1.payload, 100, 1);
 	/* a later record commits first; the reader must still wait for seq 1 */
-	T_EQ(agentbus_publish(s, &later, 0), 2);
+	T_EQ(agentbus_publish(s, &later, T_WAIT_MS), 2);
 	T_EQ(agentbus_sub_poll(sub, &rec), 0);
 	T_EQ(agentbus_commit(&c1), 1);
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
@@ -257,11 +257,11 @@ static void test_claim(agentbus_bus *bus)
 	T_EQ(rec.seq, 2);
 
 	/* abort: seq 3 becomes a gap between 2 and 4 */
-	T_OK(agentbus_claim(s, &hdr, 50, 0, &c2));
+	T_OK(agentbus_claim(s, &hdr, 50, T_WAIT_MS, &c2));
 	T_EQ(c2.seq, 3);
 	memset(c2.payload, 'G', 50);
 	T_OK(agentbus_abort(&c2));
-	T_EQ(agentbus_publish(s, &later, 0), 4);
+	T_EQ(agentbus_publish(s, &later, T_WAIT_MS), 4);
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
 	T_EQ(rec.seq, 4);
 	T_ASSERT(t_subject_is(&rec, "claim.later"));
@@ -277,7 +277,7 @@ static void test_claim(agentbus_bus *bus)
 	T_EQ(stats.lag, 0);
 
 	/* zero-length claim works too */
-	T_OK(agentbus_claim(s, &hdr, 0, 0, &c1));
+	T_OK(agentbus_claim(s, &hdr, 0, T_WAIT_MS, &c1));
 	T_EQ(agentbus_commit(&c1), 5);
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
 	T_EQ(rec.payload_len, 0);
@@ -303,37 +303,37 @@ static void test_refusals(agentbus_bus *bus)
 	s = t_open_stream(bus, "refuse");
 
 	m = t_msg("big", big, 4097);
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_TOO_LARGE);
 	T_ASSERT(strlen(agentbus_last_error()) > 0);
 	m.payload_len = sizeof(big);
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_TOO_LARGE);
-	T_ERR(agentbus_publish_batch(s, &m, 1, 0), AGENTBUS_E_TOO_LARGE);
-	T_ERR(agentbus_claim(s, &m, 4097, 0, &c), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_publish_batch(s, &m, 1, T_WAIT_MS), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_claim(s, &m, 4097, T_WAIT_MS, &c), AGENTBUS_E_TOO_LARGE);
 	/* subject + payload of exactly max_record fits */
 	m.payload_len = 4096 - 3;
-	T_EQ(agentbus_publish(s, &m, 0), 1);
+	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 1);
 	m.payload_len = 4096 - 2;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_TOO_LARGE);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_TOO_LARGE);
 
 	for (size_t i = 0; i < sizeof(bad_subjects) / sizeof(bad_subjects[0]); i++) {
 		m = t_msg(bad_subjects[i], "p", 1);
-		T_ASSERTF(agentbus_publish(s, &m, 0) == AGENTBUS_E_INVALID, "subject '%s' accepted",
+		T_ASSERTF(agentbus_publish(s, &m, T_WAIT_MS) == AGENTBUS_E_INVALID, "subject '%s' accepted",
 			  bad_subjects[i]);
-		T_ERR(agentbus_claim(s, &m, 1, 0, &c), AGENTBUS_E_INVALID);
+		T_ERR(agentbus_claim(s, &m, 1, T_WAIT_MS, &c), AGENTBUS_E_INVALID);
 	}
 	memset(long_subject, 'a', sizeof(long_subject));
 	long_subject[AGENTBUS_SUBJECT_MAX + 1] = '\0';
 	m = t_msg(long_subject, "p", 1);
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	m.subject_len = AGENTBUS_SUBJECT_MAX;
-	T_EQ(agentbus_publish(s, &m, 0), 2);
+	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 2);
 	m.subject = NULL;
 	m.subject_len = 0;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
-	T_ERR(agentbus_publish(s, NULL, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, NULL, T_WAIT_MS), AGENTBUS_E_INVALID);
 	/* a payload length with no payload */
 	m = t_msg("p", NULL, 10);
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 
 	T_OK(agentbus_stream_stat(s, &info));
 	T_EQ(info.next_seq, 3);
@@ -365,7 +365,7 @@ static void test_wrap_large(agentbus_bus *bus)
 		struct agentbus_message m = t_msg("wrap", buf, len);
 
 		pattern_fill(buf, len, seq);
-		T_EQ(agentbus_publish(s, &m, 0), seq);
+		T_EQ(agentbus_publish(s, &m, T_WAIT_MS), seq);
 		while (next_read <= seq) {
 			T_EQ(agentbus_sub_poll(sub, &rec), 1);
 			T_EQ(rec.seq, next_read);
@@ -398,26 +398,26 @@ static void test_key_and_header_limits(agentbus_bus *bus)
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
 	m.key = key;
 	m.key_len = 65535;
-	T_EQ(agentbus_publish(s, &m, 0), 1);
+	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 1);
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
 	T_EQ(rec.key_len, 65535);
 	T_ASSERT(memcmp(rec.key, key, 65535) == 0);
 	T_EQ(rec.payload_len, 1);
 
 	m.key_len = 65536;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	m.key = NULL;
 	m.key_len = 5;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	m.key_len = 0;
 	m.headers = &bad_header;
 	m.header_count = 1;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	m.headers = &null_value;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	m.headers = NULL;
 	m.header_count = 2;
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 
 	T_EQ(agentbus_sub_poll(sub, &rec), 0);
 	agentbus_sub_close(sub);
@@ -491,9 +491,9 @@ static void test_backpressure(agentbus_bus *bus)
 	t_create_stream(bus, "bp", SMALL_RING, SMALL_MAX);
 	s = t_open_stream(bus, "bp");
 
-	/* nobody holds the ring: 10x its size goes through without a wait */
+	/* no subscription holds the ring: 10x its size goes through */
 	for (int i = 0; i < 640; i++)
-		T_OK(agentbus_publish(s, &m, 0));
+		T_OK(agentbus_publish(s, &m, T_WAIT_MS));
 
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
 	n = fill_ring(s, 1000);
@@ -510,7 +510,7 @@ static void test_backpressure(agentbus_bus *bus)
 	/* the reader moves on: room again, for at least as much as it read */
 	read = drain(sub);
 	T_EQ(read, n);
-	T_OK(agentbus_publish(s, &m, 0));
+	T_OK(agentbus_publish(s, &m, T_WAIT_MS));
 	n = fill_ring(s, 1000);
 	T_ASSERT(n >= 16);
 
@@ -529,7 +529,7 @@ static void test_backpressure(agentbus_bus *bus)
 	fill_ring(s, 1000);
 	agentbus_sub_close(sub);
 	for (int i = 0; i < 200; i++)
-		T_OK(agentbus_publish(s, &m, 0));
+		T_OK(agentbus_publish(s, &m, T_WAIT_MS));
 
 	agentbus_stream_close(s);
 	T_OK(agentbus_stream_delete(bus, "bp"));

@@ -173,7 +173,7 @@ static void test_info_counts(agentbus_bus *bus)
 	t_create_stream(bus, "counts", 64u << 10, 1024);
 	s = t_open_stream(bus, "counts");
 	for (int i = 0; i < 3; i++)
-		T_EQ(agentbus_publish(s, &m, 0), i + 1);
+		T_EQ(agentbus_publish(s, &m, T_WAIT_MS), i + 1);
 	sub = t_subscribe(s, AGENTBUS_START_OLDEST, 0, AGENTBUS_WAIT_SPIN);
 	info = info_of(bus, "counts");
 	T_EQ(info.first_seq, 1);
@@ -213,12 +213,12 @@ static void test_delete_while_open(agentbus_bus *bus)
 
 	t_create_stream(bus, "doomed", 64u << 10, 1024);
 	s = t_open_stream(bus, "doomed");
-	T_EQ(agentbus_publish(s, &m, 0), 1);
-	T_EQ(agentbus_publish(s, &m, 0), 2);
+	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 1);
+	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 2);
 	sub = t_subscribe(s, AGENTBUS_START_OLDEST, 0, AGENTBUS_WAIT_SPIN);
 	T_OK(agentbus_stream_delete(bus, "doomed"));
 
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_DELETED);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_DELETED);
 	T_ERR(agentbus_publish(s, &m, 100), AGENTBUS_E_DELETED);
 
 	T_EQ(agentbus_sub_poll(sub, &rec), 1);
@@ -238,8 +238,8 @@ static void test_delete_while_open(agentbus_bus *bus)
 	/* the name is free again; the old handle stays deleted */
 	t_create_stream(bus, "doomed", 64u << 10, 1024);
 	s2 = t_open_stream(bus, "doomed");
-	T_EQ(agentbus_publish(s2, &m, 0), 1);
-	T_ERR(agentbus_publish(s, &m, 0), AGENTBUS_E_DELETED);
+	T_EQ(agentbus_publish(s2, &m, T_WAIT_MS), 1);
+	T_ERR(agentbus_publish(s, &m, T_WAIT_MS), AGENTBUS_E_DELETED);
 
 	agentbus_sub_close(sub);
 	agentbus_stream_close(s);
@@ -371,9 +371,9 @@ static void test_two_buses(agentbus_bus *bus)
 	t_create_stream(other, "same", 128u << 10, 2048);
 	a = t_open_stream(bus, "same");
 	b = t_open_stream(other, "same");
-	T_EQ(agentbus_publish(a, &m, 0), 1);
-	T_EQ(agentbus_publish(a, &m, 0), 2);
-	T_EQ(agentbus_publish(b, &m, 0), 1);
+	T_EQ(agentbus_publish(a, &m, T_WAIT_MS), 1);
+	T_EQ(agentbus_publish(a, &m, T_WAIT_MS), 2);
+	T_EQ(agentbus_publish(b, &m, T_WAIT_MS), 1);
 	T_OK(agentbus_stream_info_get(other, "same", &info));
 	T_EQ(info.ring_size, 128u << 10);
 	T_EQ(info.next_seq, 2);
@@ -407,7 +407,7 @@ static void test_null_arguments(agentbus_bus *bus)
 	T_ERR(agentbus_stream_info_get(bus, "x", NULL), AGENTBUS_E_INVALID);
 	T_ERR(agentbus_stream_list(bus, NULL, &count), AGENTBUS_E_INVALID);
 	T_ERR(agentbus_stream_delete(bus, NULL), AGENTBUS_E_INVALID);
-	T_ERR(agentbus_publish(NULL, &m, 0), AGENTBUS_E_INVALID);
+	T_ERR(agentbus_publish(NULL, &m, T_WAIT_MS), AGENTBUS_E_INVALID);
 	T_ERR(agentbus_stream_stat(NULL, &info), AGENTBUS_E_INVALID);
 	T_ERR(agentbus_subscribe(NULL, NULL, &sub), AGENTBUS_E_INVALID);
 	T_ERR(agentbus_sub_poll(NULL, &rec), AGENTBUS_E_INVALID);

@@ -120,13 +120,12 @@ int main(int argc, char **argv)
 	int failed;
 
 	t_child_dispatch(argc, argv, roles, 2);
+	bus = t_setup("stress");
 	ctl = t_shared(sizeof(*ctl));
 	ctl->producers = PRODUCERS;
 	ctl->seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
 	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producers, %d checkers\n",
 	       ctl->seed, seconds, PRODUCERS, CHECKERS);
-
-	bus = t_setup("stress");
 	t_create_stream(bus, STREAM, 1u << 20, STRESS_MAX_RECORD);
 
 	/* checkers first, so that none of them can miss seq 1 */

@@ -52,12 +52,11 @@ int main(void)
 	agentbus_stream *s;
 	agentbus_bus *bus;
 
+	bus = t_setup("stressthr");
 	ctl.producers = PRODUCERS;
 	ctl.seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
 	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producer threads, %d checker threads\n",
 	       ctl.seed, seconds, PRODUCERS, CHECKERS);
-
-	bus = t_setup("stressthr");
 	/* smaller than the process variant: TSan makes each record slow */
 	t_create_stream(bus, STREAM, 256u << 10, STRESS_MAX_RECORD);
 	s = t_open_stream(bus, STREAM);
