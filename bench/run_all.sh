@@ -10,6 +10,7 @@
 # minute of the shared host hits all of them alike. Raw JSON lines are kept in
 # $OUT (default: a new directory under /tmp), one file per configuration.
 # Every run is bounded by `timeout`; a failed run is reported and left out.
+# SUMMARY_ONLY=1 OUT=DIR only prints the medians of the runs already in DIR.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -34,7 +35,10 @@ run() {
 	fi
 }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r), bench: $bench, runs: $runs, raw: $out" >&2
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null)," \
+	"$(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), bench: $bench," \
+	"runs: $runs, raw: $out" >&2
+if [ -z "${SUMMARY_ONLY:-}" ]; then
 run noise-before noise
 for r in $(seq 1 "$runs"); do
 	echo "# round $r/$runs" >&2
@@ -46,6 +50,7 @@ for r in $(seq 1 "$runs"); do
 	done
 done
 run noise-after noise
+fi
 
 python3 - "$out" "$sizes" <<'EOF'
 import json, os, statistics, sys
