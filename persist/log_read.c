@@ -499,8 +499,8 @@ static int reader_new_segment_exists(struct log_reader *r)
 static int reader_corrupt(struct log_reader *r, const char *why)
 {
 	snprintf(r->error, sizeof(r->error),
-		 "log %s: seq %" PRIu64 " is corrupt: %s (segment %s, file offset %" PRIu64
-		 ", position %" PRIu64 ")", r->dir, r->seq, why,
+		 "seq %" PRIu64 " is corrupt: %.100s (segment %s, file offset %" PRIu64
+		 ", position %" PRIu64 ")", r->seq, why,
 		 r->segments[r->current].log_path, file_offset(&r->view, r->position), r->position);
 	r->resync = 1;
 	r->resync_from = r->position + FRAME_ALIGN;
@@ -520,7 +520,8 @@ static int reader_at_data_end(struct log_reader *r, uint64_t limit)
 			return reader_corrupt(r, "the segment ends before the next segment begins");
 		return reader_corrupt(r, "frame runs past the start of the next segment");
 	}
-	if (limit == r->view.data_end && reader_new_segment_exists(r)) {
+	if (limit == r->view.data_end && r->position > r->view.base_position &&
+	    reader_new_segment_exists(r)) {
 		int err = reader_relist(r);
 
 		return err ? err : 1;
