@@ -22,6 +22,7 @@
 #define AGENTBUS_TEST_HELPERS_H
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -61,6 +62,7 @@ static struct {
 	pid_t children[T_MAX_CHILDREN];       /* spawned and not yet reaped; 0 = free */
 	int shared_fd;                        /* memfd of t_shared(), inherited by children */
 	void *shared;                         /* its mapping in this process */
+	char data_dir[256];                   /* private $AGENTBUS_DATA; "" if none made */
 } t_state __attribute__((unused));
 
 /* ------------------------------------------------------------------------ */
@@ -352,6 +354,36 @@ static inline void t_bus_name_for(char *buf, size_t len, const char *tag)
 	snprintf(buf, len, "t-%s-%d", tag, (int)getpid());
 }
 
+/* nftw callback: remove one entry of a tree, children first. */
+static inline int t_remove_entry(const char *path, const struct stat *st, int type,
+				 struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/*
+ * Give the test a private data directory (where the daemon keeps stream
+ * logs) and point $AGENTBUS_DATA at it, so a test never writes into the
+ * user's own ~/.local/share/agentbus and leaves nothing behind. Children
+ * inherit the variable. $TMPDIR (else /tmp) holds it.
+ */
+static inline void t_make_data_dir(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	int n = snprintf(t_state.data_dir, sizeof(t_state.data_dir), "%s/agentbus-test-XXXXXX",
+			 tmp && *tmp == '/' ? tmp : "/tmp");
+
+	if (n < 0 || (size_t)n >= sizeof(t_state.data_dir) || !mkdtemp(t_state.data_dir)) {
+		t_state.data_dir[0] = '\0';
+		t_fail(__FILE__, __LINE__, "cannot make a data directory under %s", tmp);
+	}
+	setenv("AGENTBUS_DATA", t_state.data_dir, 1);
+}
+
 /*
  * Start an embedded daemon on bus "t-<tag>-<pid>" and open it. Leftovers
  * of an earlier run with the same pid are destroyed first. Returns the
@@ -365,6 +397,7 @@ static inline agentbus_bus *t_setup(const char *tag)
 	/* line by line, so a crash loses no line of progress in a pipe */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_state.owner = getpid();
+	t_make_data_dir();
 	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), tag);
 	agentbus_bus_destroy(t_state.bus_name);
 	cfg.bus = t_state.bus_name;
@@ -381,8 +414,8 @@ static inline agentbus_bus *t_setup(const char *tag)
 }
 
 /*
- * Kill remaining children, close the main connection, stop the daemon and
- * destroy the bus. The caller closes its streams and subscriptions first
+ * Kill remaining children, close the main connection, stop the daemon,
+ * destroy the bus and remove the private data directory. The caller closes its streams and subscriptions first
  * on the normal path; on the failure path they leak, which is harmless
  * since the process exits.
  */
@@ -402,6 +435,10 @@ static inline void t_cleanup(void)
 	if (t_state.bus_name[0]) {
 		agentbus_bus_destroy(t_state.bus_name);
 		t_state.bus_name[0] = '\0';
+	}
+	if (t_state.data_dir[0]) {
+		nftw(t_state.data_dir, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		t_state.data_dir[0] = '\0';
 	}
 }
 
