@@ -6,8 +6,9 @@
  *   nosyscall_publish spin  [N]   N records to a subscriber that spins
  *   nosyscall_publish sleep [N]   N records, paced so the subscriber falls
  *                                 asleep before each one (futex wakes needed)
+ *   nosyscall_publish read  [N]   N committed records read back with poll
  *
- * The publish loop is bracketed by two markers that strace shows plainly:
+ * The publish (or read) loop is bracketed by two markers that strace shows plainly:
  * write(-1, "agentbus-nosyscall-begin", ...) and the same with "end". Both
  * fail with EBADF and do nothing else. The script counts the system calls
  * of the marking thread between them. The subscriber is another process
@@ -116,10 +117,48 @@ static void wait_for_subscriber(agentbus_stream *s, bool sleeping)
 	}
 }
 
+/*
+ * Read mode: @n records are published first; then this thread reads them
+ * all with agentbus_sub_poll() between the markers. Reading what is
+ * already committed must not enter the kernel either.
+ */
+static int read_committed(agentbus_bus *bus, uint64_t n)
+{
+	unsigned char payload[64] = { 0 };
+	struct agentbus_message m = t_msg("bench.nosys", payload, sizeof(payload));
+	struct agentbus_record rec;
+	agentbus_stream *s;
+	agentbus_sub *sub;
+	uint64_t seen = 0, bad = 0;
+
+	t_create_stream(bus, STREAM, 32u << 20, 4096);
+	s = t_open_stream(bus, STREAM);
+	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
+	for (uint64_t i = 0; i < n; i++)
+		T_OK(agentbus_publish(s, &m, T_WAIT_MS));
+	/* one read outside the markers, for any set-up done on a first read */
+	T_EQ(agentbus_sub_poll(sub, &rec), 1);
+
+	mark(BEGIN_MARK);
+	while (agentbus_sub_poll(sub, &rec) == 1) {
+		if (rec.seq != seen + 2)
+			bad++;
+		seen++;
+	}
+	mark(END_MARK);
+
+	T_EQ(bad, 0);
+	T_EQ(seen, n - 1);
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	return t_done();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_role roles[] = { { "subscriber", subscriber_main } };
-	bool sleep_mode = argc > 1 && strcmp(argv[1], "sleep") == 0;
+	const char *mode = argc > 1 ? argv[1] : "";
+	bool sleep_mode = strcmp(mode, "sleep") == 0;
 	uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 10) : (sleep_mode ? 200 : 100000);
 	unsigned char payload[64];
 	struct agentbus_message m = t_msg("bench.nosys", payload, sizeof(payload));
@@ -129,16 +168,19 @@ int main(int argc, char **argv)
 	uint64_t failed = 0;
 
 	t_child_dispatch(argc, argv, roles, 1);
-	if (argc < 2 || (!sleep_mode && strcmp(argv[1], "spin") != 0) || n == 0) {
-		fprintf(stderr, "usage: %s spin|sleep [N]\n", argv[0]);
+	if ((!sleep_mode && strcmp(mode, "spin") != 0 && strcmp(mode, "read") != 0) || n < 2) {
+		fprintf(stderr, "usage: %s spin|sleep|read [N >= 2]\n", argv[0]);
 		return T_FAIL;
 	}
+	bus = t_setup(mode[0] == 's' ? (sleep_mode ? "nosys-sleep" : "nosys-spin") : "nosys-read");
+	if (strcmp(mode, "read") == 0)
+		return read_committed(bus, n);
+
 	sh = t_shared(sizeof(*sh));
 	sh->records = n + 1;
 	sh->wait = sleep_mode ? AGENTBUS_WAIT_SLEEP : AGENTBUS_WAIT_SPIN;
 	memset(payload, 0x5a, sizeof(payload));
 
-	bus = t_setup(sleep_mode ? "nosys-sleep" : "nosys-spin");
 	/* room for every record: back-pressure must not be what is measured */
 	t_create_stream(bus, STREAM, 32u << 20, 4096);
 	s = t_open_stream(bus, STREAM);

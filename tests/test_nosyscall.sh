@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_nosyscall.sh PROGRAM - show that publishing makes no system call while
-# no reader sleeps (issue 2, point 4), and that the count can fail: with a
-# sleeping reader the same loop must make futex calls.
+# no reader sleeps (issue 2, point 4), nor does reading committed records
+# (DESIGN.md invariant 6), and that the count can fail: with a sleeping
+# reader the same publish loop must make futex calls.
 #
 # PROGRAM is nosyscall_publish (see its source). It runs under strace -f;
 # the system calls of the publishing thread between its begin and end
@@ -67,7 +68,22 @@ if [ "$n" -ne 0 ]; then
 	exit 1
 fi
 
-# 2. Sleeping reader: the loop must wake it through futex, so a counter
+# 2. Reading records already committed: no system call either.
+run read "$records"
+syscalls_in_loop "$tmp/read.trace" >"$tmp/read.calls"
+if grep -q MISSING-END-MARKER "$tmp/read.calls"; then
+	echo "FAIL: markers not found in the trace of the read run"
+	exit 1
+fi
+n=$(wc -l <"$tmp/read.calls")
+echo "reading $records committed records made $n system calls"
+if [ "$n" -ne 0 ]; then
+	echo "FAIL: reading committed records made system calls:"
+	sort "$tmp/read.calls" | uniq -c | sort -rn
+	exit 1
+fi
+
+# 3. Sleeping reader: the loop must wake it through futex, so a counter
 # that always said zero would be caught here.
 run sleep 200
 syscalls_in_loop "$tmp/sleep.trace" >"$tmp/sleep.calls"
