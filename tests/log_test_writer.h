@@ -61,7 +61,7 @@ struct tw {
 	unsigned char *scratch; /* a frame being built */
 };
 
-static uint64_t tw_hash(uint64_t x)
+static __attribute__((unused)) uint64_t tw_hash(uint64_t x)
 {
 	x ^= x >> 33;
 	x *= 0xff51afd7ed558ccdull;
@@ -252,7 +252,7 @@ static void tw_finish(struct tw *w)
 }
 
 /* Frame index holding @seq (record, or gap covering it); w->count if none. */
-static size_t tw_find_seq(const struct tw *w, uint64_t seq)
+static __attribute__((unused)) size_t tw_find_seq(const struct tw *w, uint64_t seq)
 {
 	size_t lo = 0, hi = w->count;
 
@@ -268,7 +268,7 @@ static size_t tw_find_seq(const struct tw *w, uint64_t seq)
 }
 
 /* Frame index at @position; w->count if it is the end, (size_t)-1 if none. */
-static size_t tw_find_position(const struct tw *w, uint64_t position)
+static __attribute__((unused)) size_t tw_find_position(const struct tw *w, uint64_t position)
 {
 	size_t lo = 0, hi = w->count;
 
