@@ -65,6 +65,24 @@ static int request(agentbus_bus *bus, struct control_request *req, struct contro
 	return 0;
 }
 
+int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_control **control)
+{
+	char path[PATH_LEN];
+	int err = path_join(path, sizeof(path), bus_dir, BUS_SEGMENT_NAME);
+
+	if (!err)
+		err = shm_segment_map(path, BUS_CONTROL_SIZE, 1, map);
+	if (err)
+		return set_error(err, "cannot map %s: %s", path, agentbus_strerror(err));
+	*control = map->control;
+	if (load_acquire(&(*control)->magic) != BUS_MAGIC || (*control)->version != STREAM_LAYOUT_VERSION) {
+		shm_segment_unmap(map);
+		return set_error(AGENTBUS_E_VERSION, "%s is not a bus segment of this version", path);
+	}
+	(*control)->data_dir[sizeof((*control)->data_dir) - 1] = '\0';
+	return 0;
+}
+
 int agentbus_open(agentbus_bus **out, const char *name)
 {
 	struct control_request req = { .op = OP_HELLO };
@@ -82,6 +100,10 @@ int agentbus_open(agentbus_bus **out, const char *name)
 		err = bus_dir_path(bus->name, bus->dir, sizeof(bus->dir));
 	if (!err)
 		err = connect_daemon(bus->dir, &bus->socket_fd);
+	if (!err && bus_segment_map(bus->dir, &bus->bus_map, &bus->control) != 0) {
+		close(bus->socket_fd);
+		err = agentbus_last_error()[0] ? AGENTBUS_E_VERSION : AGENTBUS_E_NO_DAEMON;
+	}
 	if (err) {
 		free(bus);
 		return err;
@@ -99,9 +121,14 @@ int agentbus_open(agentbus_bus **out, const char *name)
 
 void agentbus_close(agentbus_bus *bus)
 {
+	struct control_request req = { .op = OP_GOODBYE };
+	struct control_reply reply;
+
 	if (!bus)
 		return;
+	request(bus, &req, &reply);
 	close(bus->socket_fd);
+	shm_segment_unmap(&bus->bus_map);
 	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
@@ -109,26 +136,6 @@ void agentbus_close(agentbus_bus *bus)
 const char *agentbus_name(const agentbus_bus *bus)
 {
 	return bus ? bus->name : "";
-}
-
-/* Checked here for a precise message, and again by the daemon, which trusts
- * no client. */
-int check_stream_config(const char *name, uint64_t ring_size, uint64_t max_record)
-{
-	int err = check_name("stream", name);
-
-	if (err)
-		return err;
-	if (ring_size < AGENTBUS_MIN_RING_SIZE || ring_size > AGENTBUS_MAX_RING_SIZE ||
-	    (ring_size & (ring_size - 1)) != 0)
-		return set_error(AGENTBUS_E_INVALID,
-				 "stream '%s': ring size %llu is not a power of two in [64 KiB, 1 GiB]",
-				 name, (unsigned long long)ring_size);
-	if (max_record == 0 || max_record > ring_size / 4)
-		return set_error(AGENTBUS_E_INVALID,
-				 "stream '%s': max record %llu must be 1..ring size/4 (%llu)", name,
-				 (unsigned long long)max_record, (unsigned long long)ring_size / 4);
-	return 0;
 }
 
 int agentbus_stream_create(agentbus_bus *bus, const char *name,
@@ -140,12 +147,10 @@ int agentbus_stream_create(agentbus_bus *bus, const char *name,
 
 	if (!bus)
 		return set_error(AGENTBUS_E_INVALID, "stream create: bus is NULL");
-	req.ring_size = config && config->ring_size ? config->ring_size : AGENTBUS_DEFAULT_RING_SIZE;
-	req.max_record = config && config->max_record ? config->max_record
-						      : AGENTBUS_DEFAULT_MAX_RECORD;
-	if (req.max_record > req.ring_size / 4 && !(config && config->max_record))
-		req.max_record = req.ring_size / 4;
-	err = check_stream_config(name, req.ring_size, req.max_record);
+	if (config)
+		req.config = *config;
+	/* Checked here for a precise message, and again by the daemon. */
+	err = stream_config_normalize(name, &req.config);
 	if (err)
 		return err;
 	strcpy(req.name, name);

@@ -24,17 +24,32 @@
 
 #define TICK_MS 2 /* how often waiting subscriptions are checked for dead producers */
 
+static void vlog(struct agentbus_daemon *d, const char *fmt, va_list ap)
+{
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	fprintf(stderr, "agentbus daemon [%s]: %s\n", d->bus, line);
+}
+
 void daemon_log(struct agentbus_daemon *d, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!d->verbose)
 		return;
-	fprintf(stderr, "agentbus daemon [%s]: ", d->bus);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(d, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+void daemon_warn(struct agentbus_daemon *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(d, fmt, ap);
+	va_end(ap);
 }
 
 int daemon_client_alive(const struct agentbus_daemon *d, uint32_t id)
@@ -44,116 +59,6 @@ int daemon_client_alive(const struct agentbus_daemon *d, uint32_t id)
 	for (i = 0; id && i < d->client_count; i++)
 		if (d->clients[i].id == id)
 			return 1;
-	return 0;
-}
-
-/* ---------------------------------------------------------------- streams */
-
-static struct watched_stream *find_stream(struct agentbus_daemon *d, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < d->stream_count; i++)
-		if (strcmp(d->streams[i].stream->name, name) == 0)
-			return &d->streams[i];
-	return NULL;
-}
-
-static int watch_stream(struct agentbus_daemon *d, const char *name)
-{
-	struct watched_stream *grown;
-	agentbus_stream *stream;
-	int err;
-
-	err = stream_map(d->dir, name, 0, &stream);
-	if (err)
-		return err;
-	if (d->stream_count == d->stream_capacity) {
-		size_t cap = d->stream_capacity ? 2 * d->stream_capacity : 8;
-
-		grown = realloc(d->streams, cap * sizeof(*grown));
-		if (!grown) {
-			stream_unmap(stream);
-			return set_error(-ENOMEM, "out of memory");
-		}
-		d->streams = grown;
-		d->stream_capacity = cap;
-	}
-	memset(&d->streams[d->stream_count], 0, sizeof(d->streams[0]));
-	d->streams[d->stream_count++].stream = stream;
-	return 0;
-}
-
-static void unwatch_stream(struct agentbus_daemon *d, struct watched_stream *w)
-{
-	stream_unmap(w->stream);
-	*w = d->streams[--d->stream_count];
-}
-
-/* Adopt the streams an earlier daemon of this bus left in shared memory. */
-static void adopt_streams(struct agentbus_daemon *d)
-{
-	char path[PATH_LEN];
-	struct dirent *e;
-	DIR *dir;
-
-	if (path_join(path, sizeof(path), d->dir, STREAMS_DIR) != 0)
-		return;
-	dir = opendir(path);
-	if (!dir)
-		return;
-	while ((e = readdir(dir)) != NULL) {
-		if (e->d_name[0] == '.') {
-			if (strncmp(e->d_name, ".init-", 6) == 0)
-				unlinkat(dirfd(dir), e->d_name, 0); /* a creator died midway */
-			continue;
-		}
-		if (watch_stream(d, e->d_name) != 0)
-			daemon_log(d, "ignoring %s/%s: %s", path, e->d_name, agentbus_last_error());
-		else
-			daemon_log(d, "adopted stream '%s'", e->d_name);
-	}
-	closedir(dir);
-}
-
-static int create_stream(struct agentbus_daemon *d, const struct control_request *req)
-{
-	int err = check_stream_config(req->name, req->ring_size, req->max_record);
-
-	if (err)
-		return err;
-	err = stream_create_segment(d->dir, req->name, req->ring_size, req->max_record);
-	if (err == -EEXIST)
-		return set_error(AGENTBUS_E_EXISTS, "stream '%s' already exists", req->name);
-	if (err == -ENOSPC)
-		return set_error(err, "stream '%s': no room for a %llu-byte ring in shared memory",
-				 req->name, (unsigned long long)req->ring_size);
-	if (err)
-		return set_error(err, "stream '%s': %s", req->name, agentbus_strerror(err));
-	daemon_log(d, "created stream '%s' (ring %llu bytes)", req->name,
-		   (unsigned long long)req->ring_size);
-	return watch_stream(d, req->name);
-}
-
-static int delete_stream(struct agentbus_daemon *d, const struct control_request *req)
-{
-	struct watched_stream *w;
-	char streams[PATH_LEN], path[PATH_LEN];
-	int err = check_name("stream", req->name);
-
-	if (err)
-		return err;
-	w = find_stream(d, req->name);
-	if (!w)
-		return set_error(AGENTBUS_E_NOT_FOUND, "no stream named '%s'", req->name);
-	if (path_join(streams, sizeof(streams), d->dir, STREAMS_DIR) == 0 &&
-	    path_join(path, sizeof(path), streams, req->name) == 0)
-		unlink(path);
-	/* Mapped handles keep the memory; the flag tells them it is gone. */
-	store_release(&w->stream->control->deleted, 1);
-	wake_sleepers(w->stream->control);
-	unwatch_stream(d, w);
-	daemon_log(d, "deleted stream '%s'", req->name);
 	return 0;
 }
 
@@ -189,10 +94,14 @@ static void handle_request(struct agentbus_daemon *d, struct client *c,
 		err = 0;
 		break;
 	case OP_STREAM_CREATE:
-		err = create_stream(d, req);
+		err = daemon_create_stream(d, req);
 		break;
 	case OP_STREAM_DELETE:
-		err = delete_stream(d, req);
+		err = daemon_delete_stream(d, req);
+		break;
+	case OP_GOODBYE:
+		c->said_goodbye = 1;
+		err = 0;
 		break;
 	default:
 		err = set_error(AGENTBUS_E_PROTOCOL, "unknown request %u", req->op);
@@ -201,6 +110,7 @@ static void handle_request(struct agentbus_daemon *d, struct client *c,
 	snprintf(reply->message, sizeof(reply->message), "%s", err ? agentbus_last_error() : "");
 }
 
+/* The connection closed: a clean close after a goodbye, or a death. */
 static void client_died(struct agentbus_daemon *d, size_t index)
 {
 	struct client c = d->clients[index];
@@ -210,6 +120,10 @@ static void client_died(struct agentbus_daemon *d, size_t index)
 	d->clients[index] = d->clients[--d->client_count];
 	if (!c.id)
 		return;
+	if (c.said_goodbye) {
+		daemon_log(d, "client %u (pid %d) closed", c.id, (int)c.pid);
+		return;
+	}
 	d->last_death_ns = monotonic_ns();
 	daemon_log(d, "client %u (pid %d) is gone", c.id, (int)c.pid);
 	for (i = 0; i < d->stream_count; i++)
@@ -301,6 +215,7 @@ static void *daemon_main(void *arg)
 		}
 		for (i = 0; i < d->stream_count; i++)
 			unblock_stream(d, &d->streams[i]);
+		daemon_apply_retention(d, monotonic_ns());
 	}
 	free(fds);
 	return NULL;
@@ -308,10 +223,55 @@ static void *daemon_main(void *arg)
 
 /* ---------------------------------------------------------------- start/stop */
 
-static int make_dirs(struct agentbus_daemon *d)
+static void report_spill(void *arg, const char *message)
 {
-	char base[PATH_LEN], streams[PATH_LEN];
+	daemon_warn(arg, "%s", message);
+}
+
+static void bus_control_init(void *control, void *arg)
+{
+	struct bus_control *bc = control;
+
+	(void)arg;
+	bc->version = STREAM_LAYOUT_VERSION;
+	store_release(&bc->magic, BUS_MAGIC);
+}
+
+/* The bus segment: made once per bus, adopted by later daemons; it tells
+ * clients where the logs are. */
+static int open_bus_segment(struct agentbus_daemon *d)
+{
+	char data_dir[PATH_LEN];
+	size_t len;
 	int err;
+
+	err = shm_segment_create(d->dir, BUS_SEGMENT_NAME, BUS_CONTROL_SIZE, 0, bus_control_init,
+				 NULL);
+	if (err && err != -EEXIST)
+		return set_error(err, "cannot make the bus segment in %s: %s", d->dir,
+				 agentbus_strerror(err));
+	err = bus_segment_map(d->dir, &d->bus_map, &d->bus_control);
+	if (err)
+		return err;
+	/* bus_data_dir is <data dir>/<bus>: keep the data dir part. */
+	len = strlen(d->bus_data_dir) - strlen(d->bus) - 1;
+	snprintf(data_dir, sizeof(data_dir), "%.*s", (int)len, d->bus_data_dir);
+	memcpy(d->bus_control->data_dir, data_dir, strlen(data_dir) + 1);
+	return 0;
+}
+
+static int make_dirs(struct agentbus_daemon *d, const char *data_dir_option)
+{
+	char base[PATH_LEN], streams[PATH_LEN], data_dir[PATH_LEN];
+	int err;
+
+	err = resolve_data_dir(data_dir_option, data_dir);
+	if (!err)
+		err = path_join(d->bus_data_dir, sizeof(d->bus_data_dir), data_dir, d->bus);
+	if (!err)
+		err = make_dir_path(d->bus_data_dir);
+	if (err)
+		return err;
 
 	if (shm_base_dir(base, sizeof(base)) != 0)
 		return set_error(-ENAMETOOLONG, "AGENTBUS_SHM_DIR is too long");
@@ -367,8 +327,9 @@ static int listen_socket(struct agentbus_daemon *d)
 
 static void daemon_free(struct agentbus_daemon *d)
 {
-	while (d->stream_count)
-		unwatch_stream(d, &d->streams[0]);
+	daemon_unwatch_all(d);
+	spill_writer_stop(d->spill);
+	shm_segment_unmap(&d->bus_map);
 	while (d->client_count)
 		close(d->clients[--d->client_count].fd);
 	if (d->listen_fd >= 0)
@@ -392,9 +353,16 @@ static int daemon_setup(struct agentbus_daemon *d, const struct agentbus_daemon_
 	if (!err)
 		err = bus_dir_path(d->bus, d->dir, sizeof(d->dir));
 	if (!err)
-		err = make_dirs(d);
+		err = make_dirs(d, cfg ? cfg->data_dir : NULL);
 	if (!err)
 		err = take_bus_lock(d);
+	if (!err)
+		err = open_bus_segment(d);
+	if (!err)
+		err = spill_writer_start(&d->spill, &d->bus_control->spill_wakeup,
+					 &d->bus_control->spill_asleep, report_spill, d);
+	if (err && !*agentbus_last_error())
+		set_error(err, "cannot start the spill writer: %s", agentbus_strerror(err));
 	if (!err)
 		err = listen_socket(d);
 	if (!err && pipe2(d->stop_pipe, O_CLOEXEC) != 0)
@@ -415,7 +383,7 @@ int agentbus_daemon_start(agentbus_daemon **out, const struct agentbus_daemon_co
 	d->lock_fd = d->listen_fd = d->stop_pipe[0] = d->stop_pipe[1] = -1;
 	err = daemon_setup(d, config);
 	if (!err) {
-		adopt_streams(d);
+		daemon_attach_streams(d);
 		err = -pthread_create(&d->thread, NULL, daemon_main, d);
 		if (err)
 			set_error(err, "cannot start the daemon thread");
@@ -445,27 +413,40 @@ void agentbus_daemon_stop(agentbus_daemon *d)
 
 /* ---------------------------------------------------------------- destroy */
 
-static void remove_dir_contents(const char *path)
+/* rm -r @path (no links are followed: entries are unlinked, not entered). */
+void remove_tree(const char *path)
 {
 	char child[PATH_LEN];
 	struct dirent *e;
 	DIR *dir = opendir(path);
 
-	if (!dir)
-		return;
-	while ((e = readdir(dir)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (path_join(child, sizeof(child), path, e->d_name) != 0)
-			continue;
-		if (e->d_type == DT_DIR) {
-			remove_dir_contents(child);
-			rmdir(child);
-		} else {
-			unlink(child);
+	if (dir) {
+		while ((e = readdir(dir)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+			    path_join(child, sizeof(child), path, e->d_name) != 0)
+				continue;
+			if (e->d_type == DT_DIR)
+				remove_tree(child);
+			else
+				unlink(child);
 		}
+		closedir(dir);
 	}
-	closedir(dir);
+	rmdir(path);
+}
+
+/* <data dir>/<bus>, as the last daemon of the bus wrote it in the bus segment. */
+static void remove_bus_logs(const char *bus, const char *dir)
+{
+	struct bus_control *bc;
+	struct shm_mapping map;
+	char logs[PATH_LEN];
+
+	if (bus_segment_map(dir, &map, &bc) != 0)
+		return;
+	if (bc->data_dir[0] == '/' && path_join(logs, sizeof(logs), bc->data_dir, bus) == 0)
+		remove_tree(logs);
+	shm_segment_unmap(&map);
 }
 
 int agentbus_bus_destroy(const char *name)
@@ -488,10 +469,11 @@ int agentbus_bus_destroy(const char *name)
 		close(fd);
 		return set_error(AGENTBUS_E_BUSY, "a daemon still serves bus '%s'", bus);
 	}
-	remove_dir_contents(dir);
+	remove_bus_logs(bus, dir);
+	remove_tree(dir);
 	if (fd >= 0)
 		close(fd);
-	if (rmdir(dir) != 0 && errno != ENOENT)
-		return set_error(-errno, "cannot remove %s: %s", dir, strerror(errno));
+	if (access(dir, F_OK) == 0)
+		return set_error(-EBUSY, "cannot remove all of %s", dir);
 	return 0;
 }

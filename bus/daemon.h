@@ -9,13 +9,16 @@
 #include <sys/types.h>
 
 #include "bus/internal.h"
+#include "persist/spill.h"
 
 #define STALE_CLAIM_TIMEOUT_NS 1000000000ull /* a reserved frame left unmarked this long is dead */
+#define UNMARKED_GRACE_NS 3000000ull /* ...and this long, if a client died meanwhile */
 
 struct client {
 	int fd;              /* its socket; EOF or an error = the client died */
 	uint32_t id;         /* 0 until it said hello */
 	pid_t pid;           /* for logs only */
+	int said_goodbye;    /* closed cleanly: holds no claim, so its end is no death */
 };
 
 /* What the daemon remembers of a frame a subscription is waiting at. */
@@ -26,13 +29,19 @@ struct stuck_frame {
 
 struct watched_stream {
 	agentbus_stream *stream;
-	struct stuck_frame stuck[STREAM_MAX_SUBSCRIPTIONS];
+	struct spill_stream *spill;  /* its place in the spill writer */
+	struct stuck_frame stuck[STREAM_MAX_SUBSCRIPTIONS + 1]; /* + the spill writer */
 };
 
 struct agentbus_daemon {
 	char bus[AGENTBUS_NAME_MAX + 1];
-	char dir[PATH_LEN];
+	char dir[PATH_LEN];          /* the bus's shared-memory directory */
+	char bus_data_dir[PATH_LEN]; /* <data dir>/<bus>: one log directory per stream */
 	int verbose;
+	struct shm_mapping bus_map;  /* the bus segment */
+	struct bus_control *bus_control;
+	struct spill_writer *spill;
+	uint64_t last_retention_ns;
 	int lock_fd;                 /* flock'd: one daemon per bus; holds next_client_id */
 	int listen_fd;
 	int stop_pipe[2];
@@ -45,9 +54,23 @@ struct agentbus_daemon {
 	size_t stream_count, stream_capacity;
 };
 
+/* daemon_log: events, when verbose; daemon_warn: what an operator must see
+ * (losses, corruption, I/O errors), always. */
 void daemon_log(struct agentbus_daemon *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void daemon_warn(struct agentbus_daemon *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void remove_tree(const char *path);
 int daemon_client_alive(const struct agentbus_daemon *d, uint32_t id);
+
+/* daemon_streams.c: the streams served, their logs and spilling. */
+struct control_request;
+void daemon_attach_streams(struct agentbus_daemon *d);
+struct watched_stream *daemon_find_stream(struct agentbus_daemon *d, const char *name);
+int daemon_create_stream(struct agentbus_daemon *d, const struct control_request *req);
+int daemon_delete_stream(struct agentbus_daemon *d, const struct control_request *req);
+void daemon_unwatch_all(struct agentbus_daemon *d);
+void daemon_apply_retention(struct agentbus_daemon *d, uint64_t now);
 
 /* unblock.c: free what dead clients hold and turn their claims into gaps. */
 void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w);

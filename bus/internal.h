@@ -10,6 +10,7 @@
 
 #include "agentbus.h"
 #include "bus/layout.h"
+#include "persist/log.h"
 #include "shm/segment.h"
 
 #define PATH_LEN 4096
@@ -19,6 +20,8 @@ struct agentbus_bus {
 	char dir[PATH_LEN];        /* the bus's shared-memory directory */
 	int socket_fd;             /* connection to the daemon; its closing is our death notice */
 	uint32_t client_id;        /* assigned by the daemon; marks our claims and slots */
+	struct shm_mapping bus_map;
+	struct bus_control *control; /* the spill writer's wake word, the data directory */
 	pthread_mutex_t lock;      /* one request at a time on socket_fd */
 };
 
@@ -31,6 +34,8 @@ struct agentbus_stream {
 	uint64_t ring_mask;
 	uint64_t max_record;
 	uint64_t max_frame;
+	enum agentbus_durability durability; /* the stream's default */
+	int tethered;              /* overflow BLOCK: subscriptions hold producers back */
 	char name[AGENTBUS_NAME_MAX + 1];
 };
 
@@ -41,8 +46,6 @@ struct agentbus_sub {
 	uint64_t position;         /* next frame to look at (private cursor) */
 	uint64_t next_seq;         /* its sequence number */
 	uint64_t released_position; /* what the slot last told producers */
-	uint64_t last_position;    /* frame of the record returned last */
-	uint64_t last_seq;
 	uint64_t min_seq;          /* records below this are skipped (start in the future) */
 	char filter[AGENTBUS_SUBJECT_MAX + 1];
 	size_t filter_len;         /* 0 = no filter */
@@ -50,6 +53,23 @@ struct agentbus_sub {
 	uint32_t spin_ns;
 	int caught_up;             /* the last read found a record at once */
 	struct agentbus_sub_stats stats;
+	int following;             /* overflow SPILL: producers ignore us; reads copy, then check */
+	int in_log;                /* reading from the log: lapped, or started before the ring */
+	struct log_reader *log;
+	uint64_t min_time_ns;      /* START_TIME: skip records stamped earlier, until one is not */
+	unsigned char *arena;      /* copies of the records returned by the current read call */
+	size_t arena_used, arena_cap;
+	struct agentbus_record held; /* a record read_copy could not take: returned next */
+	unsigned char *held_buffer;  /* its bytes; NULL when nothing is held */
+	int held_returned;           /* handed out by this call: freed at the next */
+};
+
+/* What one step of reading found (read.c, catch_up.c). */
+enum step {
+	STEP_NOTHING = 0,  /* the next frame is not there yet, or this call's batch is full */
+	STEP_RECORD = 1,   /* a record, in *rec */
+	STEP_SKIPPED = 2,  /* a gap, skipped */
+	STEP_MOVED = 3,    /* lapped by the ring, or caught up with it: read from the other */
 };
 
 /* errors.c: record the detailed message of a failure in this thread and
@@ -62,13 +82,23 @@ int check_name(const char *what, const char *name);
 int resolve_bus_name(const char *name, char *out);
 int bus_dir_path(const char *bus, char *out, size_t out_len);
 int path_join(char *out, size_t out_len, const char *a, const char *b);
+int make_dir_path(const char *path);
+int resolve_data_dir(const char *given, char *out);
 
-/* client.c */
-int check_stream_config(const char *name, uint64_t ring_size, uint64_t max_record);
+/* client.c: the bus segment (struct bus_control) of the bus in @bus_dir. */
+int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_control **control);
+
+/* stream_config.c */
+int stream_config_normalize(const char *name, struct agentbus_stream_config *config);
+int stream_config_save(const char *dir, const struct agentbus_stream_config *config);
+int stream_config_load(const char *dir, const char *name, struct agentbus_stream_config *config);
 
 /* stream.c */
-int stream_create_segment(const char *bus_dir, const char *name, uint64_t ring_size,
-			  uint64_t max_record);
+int stream_create_segment(const char *bus_dir, const char *name,
+			  const struct agentbus_stream_config *config, uint64_t position,
+			  uint64_t seq);
+void stream_config_from_control(const struct stream_control *control,
+				struct agentbus_stream_config *config);
 int stream_map(const char *bus_dir, const char *name, int populate, agentbus_stream **out);
 void stream_unmap(agentbus_stream *stream);
 int stream_validate(const struct stream_control *control, const struct shm_mapping *map);
@@ -78,6 +108,22 @@ static inline struct frame_header *frame_at(agentbus_stream *stream, uint64_t po
 {
 	return (struct frame_header *)(stream->ring + (position & stream->ring_mask));
 }
+
+/* subscribe.c, read.c, catch_up.c */
+int join_ring_at(agentbus_sub *sub, uint64_t position, uint64_t seq);
+void release_position(agentbus_sub *sub);
+int wanted(agentbus_sub *sub, const struct agentbus_record *rec);
+int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
+		struct agentbus_record *rec);
+unsigned char *arena_take(agentbus_sub *sub, uint64_t len);
+int log_start(agentbus_sub *sub, enum agentbus_start start, uint64_t seq, uint64_t time_ns);
+int poll_log(agentbus_sub *sub, struct agentbus_record *rec);
+void log_stop(agentbus_sub *sub);
+
+/* durable.c */
+int wait_durable_until(agentbus_stream *stream, uint64_t seq, enum agentbus_durability level,
+		       uint64_t deadline);
+uint64_t deadline_after(int timeout_ms);
 
 /* publish.c */
 uint64_t limit_refresh(agentbus_stream *stream);

@@ -44,7 +44,8 @@
 
 enum slot_state {
 	SLOT_FREE = 0,
-	SLOT_ACTIVE = 1, /* position is honoured by producers */
+	SLOT_TETHERED = 1,  /* producers never overwrite at or past position (overflow BLOCK) */
+	SLOT_FOLLOWING = 2, /* producers ignore it; it reads from the log when lapped */
 };
 
 /* One subscription's place in the stream, on a cache line of its own. */
@@ -95,8 +96,56 @@ struct stream_control {
 	uint64_t unblocked;                         /* gaps made by the daemon */
 	uint8_t pad4[48];
 
+	/* Durability, written by the daemon's spill writer (edge D1 in
+	 * persist/spill.c): the log holds every frame below spill_position. */
+	uint64_t spill_position __attribute__((aligned(64))); /* producers never overwrite at or past it + ring_size */
+	uint64_t written_seq;      /* every record below this seq is written to the log */
+	uint64_t synced_seq;       /* every record below this seq is synced */
+	uint64_t error_seq;        /* spill_error holds back records from this seq on */
+	int32_t spill_error;       /* 0, or -errno of the write/fsync that failed last */
+	uint32_t durability_signal; /* futex word: bumped when any of the above change */
+	uint32_t durability_waiters; /* publishers asleep on durability_signal */
+	uint8_t pad5[20];
+
+	/* What the log says (daemon-written, for stream info). */
+	uint64_t log_first_seq __attribute__((aligned(64)));
+	uint64_t log_bytes;
+	uint64_t lost_first_seq;   /* a loss found at recovery (0 = none) */
+	uint64_t lost_last_seq;
+	uint64_t corrupt_records;
+	uint8_t pad6[24];
+
+	/* Settings, fixed at creation (docs: agentbus_stream_config). */
+	uint32_t durability __attribute__((aligned(64))); /* enum agentbus_durability */
+	uint32_t fsync;            /* enum agentbus_fsync */
+	uint32_t fsync_interval_ms;
+	uint32_t overflow;         /* enum agentbus_overflow */
+	uint64_t segment_size;
+	uint64_t max_age_ns;
+	uint64_t max_bytes;
+	uint64_t max_records;
+	uint32_t retention_force;
+	uint8_t pad7[12];
+
 	struct sub_slot slots[STREAM_MAX_SUBSCRIPTIONS] __attribute__((aligned(64)));
 };
 _Static_assert(sizeof(struct stream_control) <= STREAM_CONTROL_SIZE, "control fits");
+
+/*
+ * The bus segment (<bus dir>/bus): what every client of a bus shares that is
+ * not a stream. Created by the daemon, read-mostly.
+ */
+#define BUS_MAGIC 0x31535542424741ull /* "AGBBUS1" */
+#define BUS_CONTROL_SIZE (8u << 10)
+
+struct bus_control {
+	uint64_t magic;            /* BUS_MAGIC, written last */
+	uint32_t version;          /* STREAM_LAYOUT_VERSION */
+	uint32_t spill_wakeup;     /* futex word: bumped to wake the spill writer */
+	uint32_t spill_asleep;     /* 1 while the spill writer sleeps on spill_wakeup */
+	uint8_t pad[44];
+	char data_dir[4096];       /* where the bus's logs live: <data_dir>/<bus>/<stream>/ */
+};
+_Static_assert(sizeof(struct bus_control) <= BUS_CONTROL_SIZE, "bus control fits");
 
 #endif

@@ -1,5 +1,6 @@
 /* names.c - bus and stream names, and where a bus lives in shared memory. */
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,5 +69,48 @@ int path_join(char *out, size_t out_len, const char *a, const char *b)
 
 	if (n < 0 || (size_t)n >= out_len)
 		return set_error(-ENAMETOOLONG, "path %s/%s is too long", a, b);
+	return 0;
+}
+
+/* mkdir -p, every level 0700 (a data directory is private). */
+int make_dir_path(const char *path)
+{
+	char partial[PATH_LEN];
+	size_t i, len = strlen(path);
+
+	if (len >= sizeof(partial))
+		return set_error(-ENAMETOOLONG, "path %s is too long", path);
+	for (i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		memcpy(partial, path, i);
+		partial[i] = '\0';
+		if (mkdir(partial, 0700) != 0 && errno != EEXIST)
+			return set_error(-errno, "cannot make %s: %s", partial, strerror(errno));
+	}
+	return 0;
+}
+
+/* @given, else $AGENTBUS_DATA, else $XDG_DATA_HOME/agentbus, else
+ * $HOME/.local/share/agentbus. */
+int resolve_data_dir(const char *given, char *out)
+{
+	const char *env;
+	int n;
+
+	if (given && *given)
+		n = snprintf(out, PATH_LEN, "%s", given);
+	else if ((env = getenv("AGENTBUS_DATA")) && *env)
+		n = snprintf(out, PATH_LEN, "%s", env);
+	else if ((env = getenv("XDG_DATA_HOME")) && *env)
+		n = snprintf(out, PATH_LEN, "%s/agentbus", env);
+	else if ((env = getenv("HOME")) && *env)
+		n = snprintf(out, PATH_LEN, "%s/.local/share/agentbus", env);
+	else
+		return set_error(AGENTBUS_E_INVALID, "no data directory: set AGENTBUS_DATA or HOME");
+	if (n < 0 || n >= PATH_LEN)
+		return set_error(-ENAMETOOLONG, "data directory path is too long");
+	if (out[0] != '/')
+		return set_error(AGENTBUS_E_INVALID, "data directory '%s' is not an absolute path", out);
 	return 0;
 }

@@ -9,15 +9,19 @@
 
 #include <stdint.h>
 
+#include "agentbus.h"
+
 #define PROTOCOL_MAGIC 0x31424741u /* "AGB1" */
 #define SOCKET_NAME "daemon.sock"
 #define LOCK_NAME "daemon.lock"
 #define STREAMS_DIR "streams"
+#define BUS_SEGMENT_NAME "bus"
 
 enum control_op {
 	OP_HELLO = 1,         /* -> client_id */
-	OP_STREAM_CREATE = 2, /* name, ring_size, max_record */
+	OP_STREAM_CREATE = 2, /* name, config */
 	OP_STREAM_DELETE = 3, /* name */
+	OP_GOODBYE = 4,       /* a clean close: holds nothing, so it is no death */
 };
 
 struct control_request {
@@ -25,8 +29,7 @@ struct control_request {
 	uint32_t op;          /* enum control_op */
 	int32_t pid;          /* for logs only: pids repeat across containers */
 	uint32_t reserved;
-	uint64_t ring_size;
-	uint64_t max_record;
+	struct agentbus_stream_config config; /* OP_STREAM_CREATE; no pointers inside */
 	char name[64];        /* NUL-terminated */
 };
 

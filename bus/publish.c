@@ -37,6 +37,11 @@ struct frame_plan {
 	uint64_t frame_len;
 };
 
+static uint64_t plan_body(const struct frame_plan *plan)
+{
+	return (uint64_t)plan->subject_len + plan->key_len + plan->headers_len + plan->payload_len;
+}
+
 /*
  * Producers publish on a handful of subjects over and over; checking one
  * costs ~150 instructions, a fifth of a publish. Each thread remembers the
@@ -105,8 +110,9 @@ static int plan_frame(const agentbus_stream *stream, const struct agentbus_messa
 }
 
 /*
- * Recompute how far producers may write: the lowest position any attached
- * subscription still needs, plus the ring size. Called only when a
+ * Recompute how far producers may write: the lowest position the spill
+ * writer (and, with overflow BLOCK, any subscription) still needs, plus the
+ * ring size. Called only when a
  * reservation does not fit under the current limit. Returns the limit.
  */
 uint64_t limit_refresh(agentbus_stream *stream)
@@ -121,10 +127,13 @@ uint64_t limit_refresh(agentbus_stream *stream)
 		if (limit.hi & LIMIT_HOLDER_MASK)
 			return limit.lo; /* frozen while a subscription joins */
 		lowest = load_acquire(&c->tail.lo);
+		p = load_acquire(&c->spill_position); /* D1: pairs with persist/spill.c */
+		if (p < lowest)
+			lowest = p;
 		for (i = 0; i < STREAM_MAX_SUBSCRIPTIONS; i++) {
 			struct sub_slot *slot = &c->slots[i];
 
-			if (load_acquire(&slot->state) != SLOT_ACTIVE)
+			if (load_acquire(&slot->state) != SLOT_TETHERED)
 				continue;
 			p = load_acquire(&slot->position); /* S1: pairs with S1' in subscribe.c */
 			if (p < lowest)
@@ -344,7 +353,7 @@ static int publish_once(agentbus_stream *stream, const struct agentbus_message *
 
 		if (plans[i].payload_len)
 			memcpy(payload, messages[i].payload, plans[i].payload_len);
-		frame_at(stream, p)->checksum = frame_checksum(frame_at(stream, p), p);
+		frame_at(stream, p)->checksum = frame_checksum(frame_at(stream, p), p, plan_body(&plans[i]));
 	}
 	test_hook(HOOK_WRITTEN);
 	for (i = 0, p = position; i < count && !err; p += plans[i].frame_len, i++) {
@@ -377,7 +386,7 @@ static int plan_batch(agentbus_stream *stream, const struct agentbus_message *me
 	return 0;
 }
 
-int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_message *messages,
+static int64_t publish_records(agentbus_stream *stream, const struct agentbus_message *messages,
 			       size_t count, int timeout_ms)
 {
 	struct frame_plan one, *plans = &one;
@@ -410,10 +419,31 @@ int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_me
 	return err ? err : (int64_t)first_seq;
 }
 
+int64_t agentbus_publish_durable(agentbus_stream *stream, const struct agentbus_message *messages,
+				 size_t count, int timeout_ms, enum agentbus_durability durability)
+{
+	uint64_t deadline = deadline_after(timeout_ms);
+	int64_t first = publish_records(stream, messages, count, timeout_ms);
+	int err;
+
+	if (first < 0)
+		return first;
+	err = wait_durable_until(stream, (uint64_t)first + count - 1, durability, deadline);
+	return err ? err : first;
+}
+
+int64_t agentbus_publish_batch(agentbus_stream *stream, const struct agentbus_message *messages,
+			       size_t count, int timeout_ms)
+{
+	return agentbus_publish_durable(stream, messages, count, timeout_ms,
+					AGENTBUS_DURABILITY_DEFAULT);
+}
+
 int64_t agentbus_publish(agentbus_stream *stream, const struct agentbus_message *message,
 			 int timeout_ms)
 {
-	return agentbus_publish_batch(stream, message, 1, timeout_ms);
+	return agentbus_publish_durable(stream, message, 1, timeout_ms,
+					AGENTBUS_DURABILITY_DEFAULT);
 }
 
 int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *message,
@@ -447,6 +477,7 @@ int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *messa
 	claim->seq = seq;
 	claim->stream = stream;
 	claim->position = position;
+	claim->body_len = plan_body(&plan);
 	return 0;
 }
 
@@ -459,13 +490,16 @@ int64_t agentbus_commit(struct agentbus_claim *claim)
 		return set_error(AGENTBUS_E_INVALID, "commit: not a live claim");
 	test_hook(HOOK_WRITTEN);
 	h = frame_at(claim->stream, claim->position);
-	h->checksum = frame_checksum(h, claim->position);
+	h->checksum = frame_checksum(h, claim->position, claim->body_len);
 	err = finish_frame(claim->stream, claim->position, 1, FRAME_COMMITTED);
 	wake_sleepers(claim->stream->control);
-	claim->stream = NULL;
-	if (err)
+	if (err) {
+		claim->stream = NULL;
 		return set_error(err, "commit: the daemon turned this claim into a gap");
-	return (int64_t)claim->seq;
+	}
+	err = wait_durable_until(claim->stream, claim->seq, AGENTBUS_DURABILITY_DEFAULT, UINT64_MAX);
+	claim->stream = NULL;
+	return err ? err : (int64_t)claim->seq;
 }
 
 int agentbus_abort(struct agentbus_claim *claim)

@@ -10,8 +10,9 @@
 
 struct stream_init_args {
 	const char *name;
-	uint64_t ring_size;
-	uint64_t max_record;
+	const struct agentbus_stream_config *config;
+	uint64_t position;  /* where the stream goes on: the end of its log */
+	uint64_t seq;
 };
 
 /* Fill a fresh control area (zeroed by the file system). Runs before the
@@ -20,31 +21,61 @@ static void stream_control_init(void *control_memory, void *arg)
 {
 	struct stream_control *control = control_memory;
 	const struct stream_init_args *args = arg;
-	union pair64 tail = { .lo = 0, .hi = 1 };
-	union pair64 limit = { .lo = args->ring_size, .hi = 0 };
+	const struct agentbus_stream_config *cfg = args->config;
+	union pair64 tail = { .lo = args->position, .hi = args->seq };
+	union pair64 limit = { .lo = args->position + cfg->ring_size, .hi = 0 };
 
 	control->version = STREAM_LAYOUT_VERSION;
 	control->control_size = STREAM_CONTROL_SIZE;
-	control->ring_size = args->ring_size;
-	control->max_record = args->max_record;
+	control->ring_size = cfg->ring_size;
+	control->max_record = cfg->max_record;
 	control->created_ns = realtime_ns();
 	snprintf(control->name, sizeof(control->name), "%s", args->name);
 	control->tail = tail;
 	control->limit = limit;
+	control->spill_position = args->position;
+	control->written_seq = control->synced_seq = args->seq;
+	control->log_first_seq = args->seq;
+	control->durability = cfg->durability;
+	control->fsync = cfg->fsync;
+	control->fsync_interval_ms = cfg->fsync_interval_ms;
+	control->overflow = cfg->overflow;
+	control->segment_size = cfg->segment_size;
+	control->max_age_ns = cfg->max_age_ns;
+	control->max_bytes = cfg->max_bytes;
+	control->max_records = cfg->max_records;
+	control->retention_force = (uint32_t)cfg->retention_force;
 	/* Pairs with the acquire in stream_validate(): magic last. */
 	store_release(&control->magic, STREAM_MAGIC);
 }
 
-int stream_create_segment(const char *bus_dir, const char *name, uint64_t ring_size,
-			  uint64_t max_record)
+int stream_create_segment(const char *bus_dir, const char *name,
+			  const struct agentbus_stream_config *config, uint64_t position,
+			  uint64_t seq)
 {
-	struct stream_init_args args = { name, ring_size, max_record };
+	struct stream_init_args args = { name, config, position, seq };
 	char dir[PATH_LEN];
 
 	if (path_join(dir, sizeof(dir), bus_dir, STREAMS_DIR) != 0)
 		return -ENAMETOOLONG;
-	return shm_segment_create(dir, name, STREAM_CONTROL_SIZE, ring_size, stream_control_init,
-				  &args);
+	return shm_segment_create(dir, name, STREAM_CONTROL_SIZE, config->ring_size,
+				  stream_control_init, &args);
+}
+
+void stream_config_from_control(const struct stream_control *c, struct agentbus_stream_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->ring_size = c->ring_size;
+	cfg->max_record = c->max_record;
+	cfg->durability = (enum agentbus_durability)c->durability;
+	cfg->fsync = (enum agentbus_fsync)c->fsync;
+	cfg->fsync_interval_ms = c->fsync_interval_ms;
+	cfg->overflow = (enum agentbus_overflow)c->overflow;
+	cfg->segment_size = c->segment_size;
+	cfg->max_age_ns = c->max_age_ns;
+	cfg->max_bytes = c->max_bytes;
+	cfg->max_records = c->max_records;
+	cfg->retention_force = (int)c->retention_force;
 }
 
 /* A segment is untrusted: check everything a client will rely on. */
@@ -58,7 +89,9 @@ int stream_validate(const struct stream_control *control, const struct shm_mappi
 		return set_error(AGENTBUS_E_VERSION, "stream segment has layout version %u, not %u",
 				 control->version, STREAM_LAYOUT_VERSION);
 	if (control->control_size != STREAM_CONTROL_SIZE || ring_size != map->ring_size ||
-	    max_record == 0 || max_record > ring_size / 4)
+	    max_record == 0 || max_record > ring_size / 4 ||
+	    control->durability > AGENTBUS_DURABILITY_SYNCED || control->fsync > AGENTBUS_FSYNC_NEVER ||
+	    control->overflow > AGENTBUS_OVERFLOW_BLOCK)
 		return set_error(AGENTBUS_E_CORRUPT, "stream segment header is inconsistent");
 	return 0;
 }
@@ -99,6 +132,8 @@ int stream_map(const char *bus_dir, const char *name, int populate, agentbus_str
 	stream->ring_mask = stream->ring_size - 1;
 	stream->max_record = stream->control->max_record;
 	stream->max_frame = max_frame_len(stream->max_record);
+	stream->durability = (enum agentbus_durability)stream->control->durability;
+	stream->tethered = stream->control->overflow == AGENTBUS_OVERFLOW_BLOCK;
 	snprintf(stream->name, sizeof(stream->name), "%s", name);
 	*out = stream;
 	return 0;
@@ -175,8 +210,17 @@ int agentbus_stream_stat(agentbus_stream *stream, struct agentbus_stream_info *i
 	info->ring_used = tail.lo - floor;
 	info->gaps = load_relaxed(&c->gaps);
 	info->sleepers = load_relaxed(&c->sleepers);
+	stream_config_from_control(c, &info->config);
+	info->log_first_seq = load_relaxed(&c->log_first_seq);
+	info->log_bytes = load_relaxed(&c->log_bytes);
+	info->written_seq = load_relaxed(&c->written_seq);
+	info->synced_seq = load_relaxed(&c->synced_seq);
+	info->spill_error = load_relaxed(&c->spill_error);
+	info->lost_first_seq = load_relaxed(&c->lost_first_seq);
+	info->lost_last_seq = load_relaxed(&c->lost_last_seq);
+	info->corrupt_records = load_relaxed(&c->corrupt_records);
 	for (i = 0; i < STREAM_MAX_SUBSCRIPTIONS; i++)
-		info->subscriptions += load_relaxed(&c->slots[i].state) == SLOT_ACTIVE;
+		info->subscriptions += load_relaxed(&c->slots[i].state) != SLOT_FREE;
 	return 0;
 }
 

@@ -1,19 +1,19 @@
 /*
- * subscribe.c - subscriptions: joining a stream, reading frames in order,
- * waiting for new ones.
+ * subscribe.c - attaching a subscription and choosing where it starts.
+ * Reading is in read.c (the ring) and catch_up.c (the log).
  *
- * Synchronising edges (see publish.c for the other ends):
- *   C1' acquire load of a frame's tag: sees the record a producer committed.
- *   S1' release store of the slot position: every byte below it is done
- *       with, so producers (S1) may overwrite it.
- *   W1' seq_cst increment of `sleepers`, fence, then tag load: no wake-up is
- *       lost between "nothing to read" and going to sleep.
- *   J1  join: the subscription takes the hold in the limit word (128-bit
- *       CAS), so the limit cannot move while it picks its start; it then
- *       release-stores its slot as ACTIVE and lets go of the hold with a CAS
- *       that bumps the version. A producer computing a new limit either read
- *       the limit after that CAS (and so sees the ACTIVE slot), or its own CAS
- *       fails because the word changed.
+ * Under overflow SPILL a subscription is FOLLOWING: producers ignore it, and
+ * anything older than the tail is read through the log, which hands over to
+ * the ring where it ends. Under overflow BLOCK it is TETHERED while in the
+ * ring: producers never overwrite what it has not read. Joining the ring as
+ * TETHERED is edge J1:
+ *
+ *   J1  the subscription takes the hold in the limit word (128-bit CAS), so
+ *       the limit cannot move while it picks its start; it then release-
+ *       stores its slot as TETHERED and lets go of the hold with a CAS that
+ *       bumps the version. A producer computing a new limit either read the
+ *       limit after that CAS (and so sees the slot), or its own CAS fails
+ *       because the word changed.
  */
 #include <errno.h>
 #include <sched.h>
@@ -25,8 +25,6 @@
 
 #define JOIN_TIMEOUT_NS 2000000000ull
 #define DEFAULT_SPIN_NS 50000u
-#define MAX_SLEEP_NS 100000000ll /* re-check deletion at least this often */
-#define CATCH_UP_PAUSES 32        /* ~1 us of pause instructions here */
 
 static int take_slot(agentbus_sub *sub)
 {
@@ -102,9 +100,9 @@ static uint64_t frame_extent(agentbus_stream *stream, uint64_t p, uint64_t *seq,
 }
 
 /*
- * Walk from the floor to the frame holding @want (0: the oldest frame); the
- * limit is held, so the region is intact. A frame not yet marked ends the
- * walk with -EAGAIN.
+ * Walk from the floor to the frame holding @want; the limit is held, so the
+ * region is intact. A frame not yet marked ends the walk with -EAGAIN; a
+ * @want older than the floor is AGENTBUS_E_SEQ_GONE (the log has it).
  */
 static int seek_seq(agentbus_sub *sub, uint64_t floor, union pair64 tail, uint64_t want)
 {
@@ -119,13 +117,8 @@ static int seek_seq(agentbus_sub *sub, uint64_t floor, union pair64 tail, uint64
 		    count == 0 || (expect && seq != expect))
 			return set_error(AGENTBUS_E_CORRUPT, "stream '%s': bad frame at position %llu",
 					 stream->name, (unsigned long long)p);
-		if (p == floor && want == 0)
-			want = seq; /* the oldest record */
 		if (p == floor && want < seq)
-			return set_error(AGENTBUS_E_SEQ_GONE,
-					 "stream '%s': seq %llu is no longer in the ring (oldest is %llu)",
-					 stream->name, (unsigned long long)want,
-					 (unsigned long long)seq);
+			return AGENTBUS_E_SEQ_GONE;
 		if (want < seq + count)
 			break;
 		p += len;
@@ -136,68 +129,130 @@ static int seek_seq(agentbus_sub *sub, uint64_t floor, union pair64 tail, uint64
 	return 0;
 }
 
-static int choose_start(agentbus_sub *sub, const struct agentbus_sub_config *cfg,
-			uint64_t limit)
+static union pair64 read_tail(agentbus_stream *stream, int *err)
 {
-	agentbus_stream *stream = sub->stream;
 	union pair64 tail = load128(&stream->control->tail);
-	uint64_t floor = limit > stream->ring_size ? limit - stream->ring_size : 0;
-	uint64_t want;
 
-	if (floor > tail.lo || floor % FRAME_ALIGN || tail.lo % FRAME_ALIGN)
-		return set_error(AGENTBUS_E_CORRUPT, "stream '%s': tail or limit is corrupt",
-				 stream->name);
-	switch (cfg->start) {
-	case AGENTBUS_START_NEW:
-		sub->position = tail.lo;
-		sub->next_seq = tail.hi;
-		return 0;
-	case AGENTBUS_START_OLDEST:
-		want = 0;
-		break;
-	default:
-		want = cfg->start_seq;
-		if (want == 0)
-			return set_error(AGENTBUS_E_INVALID, "subscribe: sequence numbers start at 1");
-		if (want >= tail.hi) {
-			sub->position = tail.lo;
-			sub->next_seq = tail.hi;
-			sub->min_seq = want;
-			return 0;
-		}
-	}
-	sub->min_seq = want;
-	return seek_seq(sub, floor, tail, want);
+	*err = tail.lo % FRAME_ALIGN ? set_error(AGENTBUS_E_CORRUPT, "stream '%s': tail is corrupt",
+						 stream->name)
+				     : 0;
+	return tail;
 }
 
-/* J1: pick the start under the hold and become ACTIVE. */
-static int join(agentbus_sub *sub, const struct agentbus_sub_config *cfg)
+static void set_slot(agentbus_sub *sub, enum slot_state state)
+{
+	store_relaxed(&sub->slot->next_seq, sub->next_seq);
+	store_relaxed(&sub->slot->position, sub->position);
+	store_release(&sub->slot->state, state);
+	sub->released_position = sub->position;
+}
+
+/*
+ * J1: become TETHERED at @position/@seq, if the ring still holds it: returns
+ * 0, or -EAGAIN when the ring has moved past it (read on from the log).
+ */
+int join_ring_at(agentbus_sub *sub, uint64_t position, uint64_t seq)
+{
+	agentbus_stream *stream = sub->stream;
+	union pair64 held;
+	int err = hold_limit(sub, &held);
+
+	if (err)
+		return err;
+	if (held.lo >= stream->ring_size && position < held.lo - stream->ring_size) {
+		err = -EAGAIN;
+	} else {
+		sub->position = position;
+		sub->next_seq = seq;
+		set_slot(sub, SLOT_TETHERED);
+	}
+	release_limit(sub, held);
+	return err;
+}
+
+/* TETHERED at the seq wanted if the ring holds it (-EAGAIN while a
+ * producer sits between reserving and marking the frame on the way). */
+static int join_ring_seeking(agentbus_sub *sub, uint64_t want)
+{
+	agentbus_stream *stream = sub->stream;
+	uint64_t floor;
+	union pair64 held, tail;
+	int err = hold_limit(sub, &held);
+
+	if (err)
+		return err;
+	floor = held.lo > stream->ring_size ? held.lo - stream->ring_size : 0;
+	tail = read_tail(stream, &err);
+	if (!err && (floor > tail.lo || floor % FRAME_ALIGN))
+		err = set_error(AGENTBUS_E_CORRUPT, "stream '%s': limit is corrupt", stream->name);
+	if (!err && want >= tail.hi) {
+		sub->position = tail.lo;
+		sub->next_seq = tail.hi;
+	} else if (!err) {
+		err = seek_seq(sub, floor, tail, want);
+	}
+	if (!err)
+		set_slot(sub, SLOT_TETHERED);
+	release_limit(sub, held);
+	return err;
+}
+
+static int start_at_tail(agentbus_sub *sub)
+{
+	union pair64 tail;
+	int err;
+
+	if (!sub->following)
+		return join_ring_seeking(sub, UINT64_MAX);
+	tail = read_tail(sub->stream, &err);
+	if (err)
+		return err;
+	sub->position = tail.lo;
+	sub->next_seq = tail.hi;
+	set_slot(sub, SLOT_FOLLOWING);
+	return 0;
+}
+
+/* A tethered subscription starts in the ring when it can, else in the log. */
+static int start_in_ring(agentbus_sub *sub, uint64_t want)
 {
 	uint64_t deadline = monotonic_ns() + JOIN_TIMEOUT_NS;
-	union pair64 held;
 	int err;
 
 	for (;;) {
-		err = hold_limit(sub, &held);
-		if (err)
-			return err;
-		err = choose_start(sub, cfg, held.lo);
-		if (!err) {
-			store_relaxed(&sub->slot->next_seq, sub->next_seq);
-			store_relaxed(&sub->slot->position, sub->position);
-			store_release(&sub->slot->state, SLOT_ACTIVE);
-		}
-		release_limit(sub, held);
+		err = join_ring_seeking(sub, want);
 		if (err != -EAGAIN)
-			break;
-		/* A producer sits between reserving and marking its frame. */
+			return err;
 		if (monotonic_ns() > deadline)
 			return set_error(AGENTBUS_E_TIMEOUT, "stream '%s': a claim stays unmarked",
 					 sub->stream->name);
 		sched_yield();
 	}
-	sub->released_position = sub->position;
-	return err;
+}
+
+static int choose_start(agentbus_sub *sub, const struct agentbus_sub_config *cfg)
+{
+	int err;
+
+	switch (cfg->start) {
+	case AGENTBUS_START_NEW:
+		return start_at_tail(sub);
+	case AGENTBUS_START_SEQ:
+		if (cfg->start_seq == 0)
+			return set_error(AGENTBUS_E_INVALID, "subscribe: sequence numbers start at 1");
+		sub->min_seq = cfg->start_seq;
+		if (!sub->following) {
+			err = start_in_ring(sub, cfg->start_seq);
+			if (err != AGENTBUS_E_SEQ_GONE)
+				return err;
+		}
+		return log_start(sub, AGENTBUS_START_SEQ, cfg->start_seq, 0);
+	case AGENTBUS_START_TIME:
+		sub->min_time_ns = cfg->start_time_ns;
+		return log_start(sub, AGENTBUS_START_TIME, 0, cfg->start_time_ns);
+	default:
+		return log_start(sub, AGENTBUS_START_OLDEST, 0, 0);
+	}
 }
 
 static int check_config(agentbus_stream *stream, const struct agentbus_sub_config *cfg)
@@ -206,7 +261,7 @@ static int check_config(agentbus_stream *stream, const struct agentbus_sub_confi
 
 	if (!stream || !stream->bus)
 		return set_error(AGENTBUS_E_INVALID, "subscribe: stream is NULL");
-	if (cfg->start > AGENTBUS_START_OLDEST || cfg->wait > AGENTBUS_WAIT_SLEEP)
+	if (cfg->start > AGENTBUS_START_TIME || cfg->wait > AGENTBUS_WAIT_SLEEP)
 		return set_error(AGENTBUS_E_INVALID, "subscribe: unknown start or wait strategy");
 	if (!cfg->filter)
 		return 0;
@@ -215,6 +270,18 @@ static int check_config(agentbus_stream *stream, const struct agentbus_sub_confi
 		return set_error(AGENTBUS_E_INVALID, "subscribe: invalid subject filter '%.80s'",
 				 cfg->filter);
 	return 0;
+}
+
+static void sub_free(agentbus_sub *sub)
+{
+	log_stop(sub);
+	if (sub->slot) {
+		store_release(&sub->slot->state, SLOT_FREE);
+		store_release(&sub->slot->owner, 0);
+	}
+	free(sub->arena);
+	free(sub->held_buffer);
+	free(sub);
 }
 
 int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config *config,
@@ -236,6 +303,7 @@ int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config
 	if (!sub)
 		return set_error(-ENOMEM, "out of memory");
 	sub->stream = stream;
+	sub->following = !stream->tethered;
 	sub->wait = cfg->wait;
 	sub->spin_ns = cfg->spin_ns ? cfg->spin_ns : DEFAULT_SPIN_NS;
 	if (cfg->filter) {
@@ -244,11 +312,9 @@ int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config
 	}
 	err = take_slot(sub);
 	if (!err)
-		err = join(sub, cfg);
+		err = choose_start(sub, cfg);
 	if (err) {
-		if (sub->slot)
-			store_release(&sub->slot->owner, 0);
-		free(sub);
+		sub_free(sub);
 		return err;
 	}
 	*out = sub;
@@ -257,284 +323,8 @@ int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config
 
 void agentbus_sub_close(agentbus_sub *sub)
 {
-	if (!sub)
-		return;
-	store_release(&sub->slot->state, SLOT_FREE);
-	store_release(&sub->slot->owner, 0);
-	free(sub);
-}
-
-/* S1': tell producers everything below our cursor may be overwritten. */
-static void release_position(agentbus_sub *sub)
-{
-	if (sub->position == sub->released_position)
-		return;
-	store_relaxed(&sub->slot->next_seq, sub->next_seq);
-	store_release(&sub->slot->position, sub->position);
-	sub->released_position = sub->position;
-}
-
-static int corrupt(agentbus_sub *sub, const char *what)
-{
-	return set_error(AGENTBUS_E_CORRUPT, "stream '%s': %s at seq %llu (position %llu)",
-			 sub->stream->name, what, (unsigned long long)sub->next_seq,
-			 (unsigned long long)sub->position);
-}
-
-static int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
-		       struct agentbus_record *rec)
-{
-	const unsigned char *body = (const unsigned char *)(h + 1);
-	uint64_t used = (uint64_t)h->subject_len + h->key_len + h->headers_len + h->payload_len;
-
-	if (h->subject_len == 0 || used > sub->stream->max_record ||
-	    align_frame(sizeof(*h) + used) != len)
-		return corrupt(sub, "record lengths do not add up");
-	rec->seq = sub->next_seq;
-	rec->time_ns = h->time_ns;
-	rec->subject = (const char *)body;
-	rec->subject_len = h->subject_len;
-	rec->key = body + h->subject_len;
-	rec->key_len = h->key_len;
-	rec->headers = body + h->subject_len + h->key_len;
-	rec->headers_len = h->headers_len;
-	rec->payload = body + h->subject_len + h->key_len + h->headers_len;
-	rec->payload_len = h->payload_len;
-	return 0;
-}
-
-static int skip_gap(agentbus_sub *sub, const struct frame_header *h)
-{
-	uint64_t len = h->gap_frame_len, count = h->gap_seq_count;
-
-	if (len < FRAME_ALIGN || len % FRAME_ALIGN || len > sub->stream->ring_size / 2 ||
-	    count == 0 || h->gap_first_seq != sub->next_seq)
-		return corrupt(sub, "malformed gap");
-	sub->position += len;
-	sub->next_seq += count;
-	sub->stats.gaps += count;
-	return 0;
-}
-
-/* Does the committed frame @h pass the start and subject filters? */
-static int wanted(agentbus_sub *sub, const struct agentbus_record *rec)
-{
-	if (rec->seq < sub->min_seq)
-		return 0;
-	if (sub->filter_len &&
-	    !agentbus_subject_matches(sub->filter, sub->filter_len, rec->subject, rec->subject_len)) {
-		sub->stats.filtered++;
-		return 0;
-	}
-	return 1;
-}
-
-/* Ask for the next lines of a small frame all at once, so their transfers
- * from the producer's CPU overlap instead of following one another. */
-static void prefetch_body(const struct frame_header *h, uint64_t len)
-{
-	const char *line = (const char *)h + FRAME_ALIGN;
-
-	if (len > FRAME_ALIGN)
-		__builtin_prefetch(line);
-	if (len > 2 * FRAME_ALIGN)
-		__builtin_prefetch(line + FRAME_ALIGN);
-	if (len > 3 * FRAME_ALIGN)
-		__builtin_prefetch(line + 2 * FRAME_ALIGN);
-}
-
-/*
- * Look at the frames from our cursor on: returns 1 with the next wanted
- * record, 0 when the next frame is not committed yet, or an error (the
- * cursor then stays on the bad frame). @may_release: no earlier view of this
- * call is in use, so skipped frames can be given back at once.
- */
-static int poll_frames(agentbus_sub *sub, struct agentbus_record *rec, int may_release)
-{
-	agentbus_stream *stream = sub->stream;
-	struct frame_header *h;
-	uint64_t tag, len, p;
-	int err;
-
-	for (;;) {
-		p = sub->position;
-		h = frame_at(stream, p);
-		tag = load_acquire(&h->tag); /* C1': pairs with C1 in publish.c */
-		if (tag == frame_tag(p, FRAME_GAP)) {
-			err = skip_gap(sub, h);
-			if (err)
-				return err;
-			continue;
-		}
-		if (tag != frame_tag(p, FRAME_COMMITTED))
-			break;
-		len = h->frame_len;
-		if (len < FRAME_ALIGN || len % FRAME_ALIGN || len > stream->max_frame)
-			return corrupt(sub, "bad frame length");
-		prefetch_body(h, len);
-		if (h->seq != sub->next_seq)
-			return corrupt(sub, "sequence number out of order");
-		err = fill_record(sub, h, len, rec);
-		if (err)
-			return err;
-		sub->last_position = p;
-		sub->last_seq = sub->next_seq;
-		sub->position += len;
-		sub->next_seq++;
-		if (wanted(sub, rec)) {
-			sub->stats.delivered++;
-			return 1;
-		}
-	}
-	if (may_release)
-		release_position(sub);
-	if (load_relaxed(&stream->control->deleted))
-		return set_error(AGENTBUS_E_DELETED, "stream '%s' was deleted", stream->name);
-	return 0;
-}
-
-int agentbus_sub_poll(agentbus_sub *sub, struct agentbus_record *record)
-{
-	if (!sub || !record)
-		return set_error(AGENTBUS_E_INVALID, "poll: NULL argument");
-	release_position(sub); /* the previous read's views end here */
-	return poll_frames(sub, record, 1);
-}
-
-/*
- * Busy-poll until @until. A reader that has just caught up with a producer
- * would otherwise sit on the very cache line the producer writes next, and
- * every record would cost a line transfer each way (~240 ns here): so right
- * after a record, it first pauses ~1 us and lets the producer run ahead.
- * A reader that has been idle polls tightly, for the lowest latency.
- */
-static int spin_until(agentbus_sub *sub, struct agentbus_record *rec, uint64_t until)
-{
-	unsigned i;
-	int r;
-
-	if (sub->caught_up) {
-		sub->caught_up = 0;
-		for (i = 0; i < CATCH_UP_PAUSES; i++)
-			cpu_relax();
-	}
-	for (;;) {
-		for (i = 0; i < 64; i++) {
-			r = poll_frames(sub, rec, 1);
-			if (r)
-				return r;
-			cpu_relax();
-		}
-		if (monotonic_ns() >= until)
-			return 0;
-	}
-}
-
-/* W1': count ourselves as a sleeper, look once more, then sleep. */
-static int sleep_until(agentbus_sub *sub, struct agentbus_record *rec, uint64_t until)
-{
-	struct stream_control *c = sub->stream->control;
-	uint64_t now;
-	uint32_t signal;
-	int64_t nap;
-	int r;
-
-	for (;;) {
-		signal = load_acquire(&c->wake_signal);
-		fetch_add_seq_cst(&c->sleepers, 1);
-		fence_seq_cst();
-		r = poll_frames(sub, rec, 1);
-		if (r == 0) {
-			now = monotonic_ns();
-			nap = until > now ? (int64_t)(until - now) : 0;
-			if (nap > MAX_SLEEP_NS)
-				nap = MAX_SLEEP_NS;
-			if (nap > 0)
-				futex_wait(&c->wake_signal, signal, nap);
-			r = poll_frames(sub, rec, 1);
-		}
-		fetch_sub_seq_cst(&c->sleepers, 1);
-		if (r || monotonic_ns() >= until)
-			return r;
-	}
-}
-
-static int wait_record(agentbus_sub *sub, struct agentbus_record *rec, int timeout_ms)
-{
-	uint64_t now = monotonic_ns();
-	uint64_t until = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
-	int r;
-
-	switch (sub->wait) {
-	case AGENTBUS_WAIT_SPIN:
-		return spin_until(sub, rec, until);
-	case AGENTBUS_WAIT_SPIN_SLEEP:
-		r = spin_until(sub, rec, now + sub->spin_ns < until ? now + sub->spin_ns : until);
-		if (r)
-			return r;
-		break;
-	case AGENTBUS_WAIT_SLEEP:
-		break;
-	}
-	return sleep_until(sub, rec, until);
-}
-
-int agentbus_sub_read(agentbus_sub *sub, struct agentbus_record *record, int timeout_ms)
-{
-	int r;
-
-	if (!sub || !record)
-		return set_error(AGENTBUS_E_INVALID, "read: NULL argument");
-	release_position(sub);
-	r = poll_frames(sub, record, 1);
-	if (r || timeout_ms == 0) {
-		sub->caught_up = r == 1;
-		return r;
-	}
-	return wait_record(sub, record, timeout_ms);
-}
-
-int agentbus_sub_read_batch(agentbus_sub *sub, struct agentbus_record *records, size_t max,
-			    int timeout_ms)
-{
-	size_t n;
-	int r;
-
-	if (!sub || !records || max == 0)
-		return set_error(AGENTBUS_E_INVALID, "read batch: NULL argument or max 0");
-	r = agentbus_sub_read(sub, &records[0], timeout_ms);
-	if (r <= 0)
-		return r;
-	for (n = 1; n < max; n++) {
-		/* Earlier views of this batch must stay valid: no release. */
-		r = poll_frames(sub, &records[n], 0);
-		if (r <= 0)
-			break;
-	}
-	return (int)n;
-}
-
-int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, void *buffer,
-			   size_t buffer_len, int timeout_ms)
-{
-	int r;
-
-	if (!sub || !record || (!buffer && buffer_len))
-		return set_error(AGENTBUS_E_INVALID, "read copy: NULL argument");
-	r = agentbus_sub_read(sub, record, timeout_ms);
-	if (r <= 0)
-		return r;
-	if (record->payload_len > buffer_len) {
-		/* Keep it for the next call, with a bigger buffer. */
-		sub->position = sub->last_position;
-		sub->next_seq = sub->last_seq;
-		sub->stats.delivered--;
-		return set_error(AGENTBUS_E_TOO_LARGE, "read copy: payload of %u bytes, buffer of %zu",
-				 record->payload_len, buffer_len);
-	}
-	memcpy(buffer, record->payload, record->payload_len);
-	record->payload = buffer;
-	return 1;
+	if (sub)
+		sub_free(sub);
 }
 
 void agentbus_sub_stats_get(const agentbus_sub *sub, struct agentbus_sub_stats *stats)
@@ -544,36 +334,9 @@ void agentbus_sub_stats_get(const agentbus_sub *sub, struct agentbus_sub_stats *
 	if (!sub || !stats)
 		return;
 	*stats = sub->stats;
-	stats->next_seq = sub->next_seq;
+	/* Records below min_seq are looked at but never delivered. */
+	stats->next_seq = sub->next_seq > sub->min_seq ? sub->next_seq : sub->min_seq;
+	stats->in_log = sub->in_log;
 	next = load_relaxed(&sub->stream->control->tail.hi);
-	stats->lag = next > sub->next_seq ? next - sub->next_seq : 0;
-}
-
-int agentbus_header_next(const struct agentbus_record *record, uint32_t *cursor,
-			 struct agentbus_header *header)
-{
-	const unsigned char *p;
-	uint16_t name_len;
-	uint32_t value_len;
-
-	if (!record || !cursor || !header)
-		return set_error(AGENTBUS_E_INVALID, "header next: NULL argument");
-	if (*cursor == record->headers_len)
-		return 0;
-	if (*cursor > record->headers_len ||
-	    record->headers_len - *cursor < HEADER_ENCODED_PREFIX)
-		return set_error(AGENTBUS_E_CORRUPT, "headers of seq %llu are truncated",
-				 (unsigned long long)record->seq);
-	p = (const unsigned char *)record->headers + *cursor;
-	memcpy(&name_len, p, 2);
-	memcpy(&value_len, p + 2, 4);
-	if ((uint64_t)HEADER_ENCODED_PREFIX + name_len + value_len > record->headers_len - *cursor)
-		return set_error(AGENTBUS_E_CORRUPT, "headers of seq %llu are truncated",
-				 (unsigned long long)record->seq);
-	header->name = (const char *)p + HEADER_ENCODED_PREFIX;
-	header->name_len = name_len;
-	header->value = p + HEADER_ENCODED_PREFIX + name_len;
-	header->value_len = value_len;
-	*cursor += HEADER_ENCODED_PREFIX + name_len + value_len;
-	return 1;
+	stats->lag = next > stats->next_seq ? next - stats->next_seq : 0;
 }

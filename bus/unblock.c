@@ -108,11 +108,15 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 	if (stuck->position != position || stuck->since_ns == 0) {
 		stuck->position = position;
 		stuck->since_ns = now;
+		return;
 	}
 	timed_out = now - stuck->since_ns >= STALE_CLAIM_TIMEOUT_NS;
 	/* Not marked: its producer died in the few instructions after reserving,
-	 * or is about to mark it. Act on a death seen since (or just before) the
-	 * frame got stuck, or after the timeout. */
+	 * or is about to mark it. A live one does so within nanoseconds, so act
+	 * only on a frame unmarked for UNMARKED_GRACE_NS, and only if a client
+	 * died around then (or after the timeout, whatever happened). */
+	if (now - stuck->since_ns < UNMARKED_GRACE_NS)
+		return;
 	if (!timed_out && d->last_death_ns + STALE_CLAIM_TIMEOUT_NS < stuck->since_ns)
 		return;
 	end = find_frame_end(w->stream, position, seq, tail, &count);
@@ -122,7 +126,8 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 		make_gap(d, w->stream, position, tag, end - position, seq, count);
 }
 
-/* Look at the frame a subscription waits at, and repair it if its producer is dead. */
+/* Look at the frame a subscription (or the spill writer) waits at, and
+ * repair it if its producer is dead. @waiter indexes the stuck memory. */
 static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, uint32_t slot,
 			  uint64_t position, uint64_t seq)
 {
@@ -130,8 +135,12 @@ static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, u
 	union pair64 tail = load128(&s->control->tail);
 	struct frame_header *h;
 	uint64_t tag;
+	uint64_t limit = load_acquire(&s->control->limit.lo);
 
-	if (position >= tail.lo || position % FRAME_ALIGN)
+	/* Only the intact region: below it, a subscription reading the log
+	 * has a position whose ring bytes belong to a later lap. */
+	if (position >= tail.lo || position % FRAME_ALIGN ||
+	    (limit > s->ring_size && position < limit - s->ring_size))
 		return;
 	h = frame_at(s, position);
 	tag = load_acquire(&h->tag); /* sees owner/frame_len/seq written before CLAIMED */
@@ -194,7 +203,7 @@ void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w)
 			free_slot(d, w->stream, i);
 			continue;
 		}
-		if (load_acquire(&slot->state) != SLOT_ACTIVE)
+		if (load_acquire(&slot->state) == SLOT_FREE)
 			continue;
 		/* position and seq are stored apart: read them until they agree. */
 		position = load_acquire(&slot->position);
@@ -202,5 +211,12 @@ void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w)
 		if (load_acquire(&slot->position) != position)
 			continue;
 		inspect_frame(d, w, i, position, seq);
+	}
+	/* The spill writer waits at the first frame that is not final: with
+	 * no subscription there, a dead producer's hole would still stop it,
+	 * and then, once the ring is full, every producer. */
+	if (w->spill) {
+		spill_stream_frontier(d->spill, w->spill, &position, &seq);
+		inspect_frame(d, w, STREAM_MAX_SUBSCRIPTIONS, position, seq);
 	}
 }

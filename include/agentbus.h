@@ -105,9 +105,72 @@ const char *agentbus_name(const agentbus_bus *bus);
 #define AGENTBUS_MAX_RING_SIZE (1u << 30)
 #define AGENTBUS_SUBJECT_MAX 255
 
+/*
+ * Durability of a publish: what must have happened before it returns, and so
+ * what can still lose the record (LMDB-style, exactly):
+ *
+ *   MEMORY   the record is committed in the ring. Lost if the daemon dies
+ *            before its spill writer wrote it (the ring itself survives any
+ *            process's death, and a restarted daemon spills it), or on reboot.
+ *   WRITTEN  the spill writer's write of the record to the log completed (in
+ *            the page cache). Survives the death of any process, daemon
+ *            included; lost on power loss or a kernel crash.
+ *   SYNCED   an fdatasync covering the record completed (group commit: one
+ *            fdatasync serves every record written before it). Lost only if
+ *            the disk fails.
+ *
+ * A publish that cannot reach its level (disk full, I/O error, no daemon)
+ * returns the error, never a false success; the record is still in the ring
+ * and is spilled once the fault clears.
+ */
+enum agentbus_durability {
+	AGENTBUS_DURABILITY_DEFAULT = 0, /* the stream's setting */
+	AGENTBUS_DURABILITY_MEMORY = 1,
+	AGENTBUS_DURABILITY_WRITTEN = 2,
+	AGENTBUS_DURABILITY_SYNCED = 3,
+};
+
+/*
+ * When the spill writer calls fdatasync on a stream's log:
+ *   BATCH     after every batch of completed writes (default): `synced`
+ *             publishes wait about one fdatasync; nothing written is ever
+ *             unsynced for longer than that.
+ *   INTERVAL  every fsync_interval_ms: up to that long of written records
+ *             can be lost on power loss; `synced` publishes wait up to it.
+ *   NEVER     never: the kernel writes back when it likes (typically within
+ *             30 s), and `synced` publishes fail with AGENTBUS_E_INVALID.
+ */
+enum agentbus_fsync {
+	AGENTBUS_FSYNC_BATCH = 0,
+	AGENTBUS_FSYNC_INTERVAL = 1,
+	AGENTBUS_FSYNC_NEVER = 2,
+};
+
+/*
+ * What happens when a subscription falls a whole ring behind:
+ *   SPILL  it goes on reading from the log, without missing a record, and
+ *          returns to the ring when it catches up (default). Producers never
+ *          wait for subscriptions, only for the spill writer.
+ *   BLOCK  producers wait (or get AGENTBUS_E_BACKPRESSURE) while the slowest
+ *          subscription is a ring behind.
+ */
+enum agentbus_overflow {
+	AGENTBUS_OVERFLOW_SPILL = 0,
+	AGENTBUS_OVERFLOW_BLOCK = 1,
+};
+
 struct agentbus_stream_config {
-	uint64_t ring_size;  /* bytes, a power of two in [64 KiB, 1 GiB]; 0 = default 64 MiB */
-	uint64_t max_record; /* bytes; 0 = default 1 MiB; at most ring_size / 4 */
+	uint64_t ring_size;           /* bytes, a power of two in [64 KiB, 1 GiB]; 0 = default 64 MiB */
+	uint64_t max_record;          /* bytes; 0 = default 1 MiB; at most ring_size / 4 */
+	enum agentbus_durability durability; /* default for publishes; DEFAULT = MEMORY */
+	enum agentbus_fsync fsync;
+	uint32_t fsync_interval_ms;   /* for AGENTBUS_FSYNC_INTERVAL, 1..60000 */
+	enum agentbus_overflow overflow;
+	uint64_t segment_size;        /* log segment bytes; 0 = 64 MiB */
+	uint64_t max_age_ns;          /* retention: 0 = keep forever */
+	uint64_t max_bytes;           /* retention: 0 = no limit */
+	uint64_t max_records;         /* retention: 0 = no limit */
+	int retention_force;          /* 1 = delete even what a subscription still needs */
 };
 
 struct agentbus_stream_info {
@@ -120,6 +183,15 @@ struct agentbus_stream_info {
 	uint64_t gaps;          /* sequence numbers that hold no record (aborted or dead claims) */
 	uint32_t subscriptions; /* attached subscriptions */
 	uint32_t sleepers;      /* subscriptions asleep on the futex now */
+	struct agentbus_stream_config config; /* as created (defaults filled in) */
+	uint64_t log_first_seq; /* oldest record in the log (next_seq when empty) */
+	uint64_t log_bytes;     /* bytes of log segments on disk */
+	uint64_t written_seq;   /* every record below this is written to the log */
+	uint64_t synced_seq;    /* every record below this is synced */
+	int32_t spill_error;    /* 0, or the error holding the spill writer back */
+	uint64_t lost_first_seq; /* a loss found at recovery: first..last seq (0 = none) */
+	uint64_t lost_last_seq;
+	uint64_t corrupt_records; /* bad records found in the log at recovery (kept, reported) */
 };
 
 /*
@@ -228,6 +300,23 @@ int64_t agentbus_publish_batch(agentbus_stream *stream,
 			       const struct agentbus_message *messages, size_t count,
 			       int timeout_ms);
 
+/*
+ * Publish (one record or a batch) and return only once @durability is
+ * reached for all of them (see enum agentbus_durability). agentbus_publish()
+ * and agentbus_publish_batch() use the stream's default. A publisher waiting
+ * for WRITTEN or SYNCED sleeps on a futex; @timeout_ms bounds the whole call
+ * (AGENTBUS_E_TIMEOUT if the level was not reached in time: the record is
+ * published, its durability unknown). The spill writer's error (-ENOSPC,
+ * -EIO, ...) is returned if it holds the level back.
+ */
+int64_t agentbus_publish_durable(agentbus_stream *stream,
+				 const struct agentbus_message *messages, size_t count,
+				 int timeout_ms, enum agentbus_durability durability);
+
+/* Wait until record @seq of @stream reaches @durability (as above). */
+int agentbus_wait_durable(agentbus_stream *stream, uint64_t seq,
+			  enum agentbus_durability durability, int timeout_ms);
+
 /* A zero-copy claim: space reserved in the ring, filled in place. */
 struct agentbus_claim {
 	void *payload;        /* write payload_len bytes here */
@@ -236,6 +325,7 @@ struct agentbus_claim {
 	/* private */
 	agentbus_stream *stream;
 	uint64_t position;
+	uint64_t body_len;
 };
 
 /*
@@ -262,8 +352,9 @@ int agentbus_abort(struct agentbus_claim *claim);
 
 enum agentbus_start {
 	AGENTBUS_START_NEW = 0,    /* the next record published */
-	AGENTBUS_START_SEQ = 1,    /* start_seq (AGENTBUS_E_SEQ_GONE if no longer in the ring) */
-	AGENTBUS_START_OLDEST = 2, /* the oldest record still in the ring */
+	AGENTBUS_START_SEQ = 1,    /* start_seq (AGENTBUS_E_SEQ_GONE if older than the log) */
+	AGENTBUS_START_OLDEST = 2, /* the oldest record kept (in the log, else the ring) */
+	AGENTBUS_START_TIME = 3,   /* the first record stamped at or after start_time_ns */
 };
 
 enum agentbus_wait {
@@ -276,6 +367,7 @@ struct agentbus_sub_config {
 	const char *filter;     /* NATS-style subject pattern ("tool.*", "agent.>"); NULL = all */
 	enum agentbus_start start;
 	uint64_t start_seq;     /* for AGENTBUS_START_SEQ */
+	uint64_t start_time_ns; /* for AGENTBUS_START_TIME: CLOCK_REALTIME ns */
 	enum agentbus_wait wait;
 	uint32_t spin_ns;       /* for SPIN_SLEEP; 0 = 50000 */
 };
@@ -286,6 +378,8 @@ struct agentbus_sub_stats {
 	uint64_t filtered;   /* records skipped by the subject filter */
 	uint64_t gaps;       /* sequence numbers skipped as gaps */
 	uint64_t lag;        /* records published but not yet looked at */
+	uint64_t from_log;   /* records read from the log (the subscription was a ring behind) */
+	int in_log;          /* 1 while reading from the log */
 };
 
 /*
@@ -331,6 +425,59 @@ int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, vo
 void agentbus_sub_stats_get(const agentbus_sub *sub, struct agentbus_sub_stats *stats);
 
 /* ------------------------------------------------------------------------ */
+/* Replay and verification of the log                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct agentbus_replay agentbus_replay;
+
+enum agentbus_rate {
+	AGENTBUS_RATE_MAX = 0,      /* as fast as the log can be read */
+	AGENTBUS_RATE_ORIGINAL = 1, /* with the original gaps between record times */
+};
+
+struct agentbus_replay_config {
+	enum agentbus_start start; /* SEQ, TIME or OLDEST (NEW: nothing to replay) */
+	uint64_t start_seq;
+	uint64_t start_time_ns;
+	uint64_t to_seq;           /* last seq to return; 0 = up to what is written now */
+	const char *filter;        /* subject pattern; NULL = all */
+	enum agentbus_rate rate;
+};
+
+/*
+ * Replay stream @stream of @bus from its log, read directly from the files
+ * (the daemon need not run; @bus may be NULL to use the default data
+ * directory and $AGENTBUS_BUS). Records come in sequence order; gaps are
+ * skipped; a record whose checksum fails is AGENTBUS_E_CORRUPT naming its
+ * seq (the next call goes on after it).
+ */
+int agentbus_replay_open(agentbus_bus *bus, const char *stream,
+			 const struct agentbus_replay_config *config, agentbus_replay **replay);
+
+/* The next record: 1 (a view valid until the next call), 0 at the end, or < 0. */
+int agentbus_replay_next(agentbus_replay *replay, struct agentbus_record *record);
+
+void agentbus_replay_close(agentbus_replay *replay);
+
+/* A problem found by agentbus_verify(). */
+struct agentbus_problem {
+	const char *stream;
+	const char *segment;   /* path of the segment file */
+	uint64_t file_offset;
+	uint64_t seq;          /* sequence number expected there */
+	const char *what;
+};
+
+/*
+ * Check every record of every segment of @stream (NULL: every stream) of bus
+ * @bus_name (NULL: $AGENTBUS_BUS or "default") under @data_dir (NULL: the
+ * default, see agentbus_daemon_config). Calls @report for each problem and
+ * returns how many there were, or a negative code.
+ */
+int agentbus_verify(const char *bus_name, const char *data_dir, const char *stream,
+		    void (*report)(void *arg, const struct agentbus_problem *problem), void *arg);
+
+/* ------------------------------------------------------------------------ */
 /* Subjects                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -351,6 +498,8 @@ int agentbus_subject_matches(const char *pattern, size_t pattern_len, const char
 struct agentbus_daemon_config {
 	const char *bus;        /* NULL: $AGENTBUS_BUS, else "default" */
 	int verbose;            /* 1 = log events (client deaths, gaps) to stderr */
+	const char *data_dir;   /* logs: NULL = $AGENTBUS_DATA, else $XDG_DATA_HOME/agentbus,
+				 * else ~/.local/share/agentbus (created 0700) */
 };
 
 /*
@@ -364,7 +513,8 @@ int agentbus_daemon_start(agentbus_daemon **daemon, const struct agentbus_daemon
 /* Stop an embedded daemon and free it. Shared memory stays for the next one. */
 void agentbus_daemon_stop(agentbus_daemon *daemon);
 
-/* Remove everything of bus @name from shared memory (no daemon may run). */
+/* Remove everything of bus @name: its shared memory and its logs (no daemon
+ * may run). */
 int agentbus_bus_destroy(const char *name);
 
 #ifdef __cplusplus

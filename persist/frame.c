@@ -13,10 +13,10 @@ extern XXH64_hash_t XXH3_64bits_withSeed_dispatch(const void *input, size_t len,
  * above it, the dispatcher's wider vectors win (~4x at 64 KiB here). */
 #define DISPATCH_FROM 2048u
 
-uint32_t frame_checksum(const struct frame_header *h, uint64_t position)
+uint32_t frame_checksum(const struct frame_header *h, uint64_t position, uint64_t body_len)
 {
 	const unsigned char *from = (const unsigned char *)h + FRAME_CHECKSUMMED_FROM;
-	size_t len = sizeof(*h) - FRAME_CHECKSUMMED_FROM + frame_body_len(h);
+	size_t len = sizeof(*h) - FRAME_CHECKSUMMED_FROM + body_len;
 
 	if (len < DISPATCH_FROM)
 		return (uint32_t)XXH3_64bits_withSeed(from, len, position);
@@ -33,5 +33,5 @@ int frame_record_valid(const struct frame_header *h, uint64_t position, uint64_t
 	if (len < FRAME_ALIGN || len > max_frame || h->subject_len == 0 ||
 	    h->subject_len > 255 || align_frame(sizeof(*h) + frame_body_len(h)) != len)
 		return 0;
-	return frame_checksum(h, position) == h->checksum;
+	return frame_checksum(h, position, frame_body_len(h)) == h->checksum;
 }

@@ -67,8 +67,10 @@ static inline uint64_t frame_body_len(const struct frame_header *h)
 	return (uint64_t)h->subject_len + h->key_len + h->headers_len + h->payload_len;
 }
 
-/* The checksum a record at @position must carry (its body must be in place). */
-uint32_t frame_checksum(const struct frame_header *h, uint64_t position);
+/* The checksum a record at @position with @body_len bytes of body must carry.
+ * The length is the caller's: a header in shared memory may be changed under
+ * it, so it is never re-read from there. */
+uint32_t frame_checksum(const struct frame_header *h, uint64_t position, uint64_t body_len);
 
 /*
  * Is @h, at @position, the committed record with sequence number @seq, whole

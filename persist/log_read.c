@@ -158,7 +158,7 @@ int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
 	if ((uint64_t)n < len - sizeof(*h))
 		return 0;
 	h = (const struct frame_header *)buf->data;
-	if (frame_checksum(h, position) != h->checksum) {
+	if (frame_checksum(h, position, frame_body_len(h)) != h->checksum) {
 		*why = "record checksum mismatch";
 		return AGENTBUS_E_CORRUPT;
 	}

@@ -59,7 +59,7 @@ static int map_double(int fd, size_t control_size, size_t ring_size, int populat
 	if (base == MAP_FAILED)
 		return -errno;
 	err = map_fixed(base, control_size + ring_size, fd, 0, populate);
-	if (!err)
+	if (!err && ring_size)
 		err = map_fixed(base + control_size + ring_size, ring_size, fd,
 				(off_t)control_size, populate);
 	if (err) {
@@ -135,7 +135,7 @@ int shm_segment_map(const char *path, size_t control_size, int populate,
 		return err;
 	}
 	ring_size = (size_t)st.st_size - control_size;
-	if ((size_t)st.st_size <= control_size || (ring_size & (ring_size - 1)) != 0 ||
+	if ((size_t)st.st_size < control_size || (ring_size & (ring_size - 1)) != 0 ||
 	    ring_size % (size_t)sysconf(_SC_PAGESIZE) != 0) {
 		close(fd);
 		return -EINVAL;

@@ -30,7 +30,8 @@ int shm_dir_ensure(const char *path);
 
 /*
  * Create segment @dir/@name with a control area of @control_size bytes (a
- * page multiple) and a ring of @ring_size bytes, all allocated up front
+ * page multiple) and a ring of @ring_size bytes (0: a control area alone),
+ * all allocated up front
  * (-ENOSPC when the file system cannot hold it). @init fills the control area
  * before the segment becomes visible. Returns 0, -EEXIST, or -errno.
  */

@@ -217,7 +217,7 @@ static void tw_record(struct tw *w, uint32_t max_payload)
 	h->subject_len = subject_len;
 	for (i = 0; i < body; i++)
 		w->scratch[sizeof(*h) + i] = record_byte(w->seq, i);
-	h->checksum = frame_checksum(h, w->position);
+	h->checksum = frame_checksum(h, w->position, frame_body_len(h));
 	tw_index(w, h->time_ns);
 	tw_pwrite(w->log_fd, w->scratch, len, LOG_HEADER_SIZE + (w->position - w->base));
 	tw_remember(w, len, 1, 0);

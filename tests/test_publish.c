@@ -437,6 +437,9 @@ static int fill_ring(agentbus_stream *s, int limit)
 		if (r == AGENTBUS_E_BACKPRESSURE)
 			return i;
 		T_OK(r);
+		/* The spill writer holds producers back too, until records are
+		 * synced: wait for it, so only the subscription is left to. */
+		T_OK(agentbus_wait_durable(s, (uint64_t)r, AGENTBUS_DURABILITY_SYNCED, T_WAIT_MS));
 	}
 	t_fail(__FILE__, __LINE__, "no back-pressure after %d KiB in a 64 KiB ring", limit);
 }
@@ -488,7 +491,10 @@ static void test_backpressure(agentbus_bus *bus)
 	int n, read;
 	int64_t r;
 
-	t_create_stream(bus, "bp", SMALL_RING, SMALL_MAX);
+	struct agentbus_stream_config blocking = { .ring_size = SMALL_RING, .max_record = SMALL_MAX,
+						   .overflow = AGENTBUS_OVERFLOW_BLOCK };
+
+	T_OK(agentbus_stream_create(bus, "bp", &blocking));
 	s = t_open_stream(bus, "bp");
 
 	/* no subscription holds the ring: 10x its size goes through */

@@ -114,16 +114,29 @@ static void test_start_positions(agentbus_bus *bus)
 
 /*
  * Push far more than the ring holds with no subscriber: early seqs are
- * overwritten. START_SEQ on one of them is AGENTBUS_E_SEQ_GONE; on the
- * oldest retained seq it works; START_OLDEST starts there.
+ * overwritten in the ring but kept in the log. START_SEQ on one of them, and
+ * START_OLDEST, read them back from the log, in order, then go on in the
+ * ring (issue 3: before the log existed, this was AGENTBUS_E_SEQ_GONE).
  */
+static void read_seqs(agentbus_sub *sub, uint64_t from, uint64_t to, size_t payload_len)
+{
+	struct agentbus_record rec;
+
+	for (uint64_t seq = from; seq <= to; seq++) {
+		T_EQ(agentbus_sub_read(sub, &rec, T_WAIT_MS), 1);
+		T_EQ(rec.seq, seq);
+		T_EQ(rec.payload_len, payload_len);
+	}
+	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+}
+
 static void test_seq_gone(agentbus_bus *bus)
 {
 	static char kib[1024];
 	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_SEQ, .start_seq = 1 };
 	struct agentbus_message m = t_msg("gone", kib, sizeof(kib));
 	struct agentbus_stream_info info;
-	struct agentbus_record rec;
+	struct agentbus_sub_stats st;
 	agentbus_sub *sub = NULL;
 	agentbus_stream *s;
 
@@ -136,25 +149,21 @@ static void test_seq_gone(agentbus_bus *bus)
 	T_ASSERTF(info.first_seq > 900 && info.first_seq < 1001,
 		  "first_seq %" PRIu64 " after 1000 KiB through a 64 KiB ring", info.first_seq);
 	T_ASSERT(info.ring_used <= info.ring_size);
+	T_EQ(info.log_first_seq, 1);
 
-	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_SEQ_GONE);
-	T_ASSERT(strlen(agentbus_last_error()) > 0);
-	cfg.start_seq = info.first_seq - 1;
-	T_ERR(agentbus_subscribe(s, &cfg, &sub), AGENTBUS_E_SEQ_GONE);
-
-	cfg.start_seq = info.first_seq;
 	T_OK(agentbus_subscribe(s, &cfg, &sub));
-	T_EQ(agentbus_sub_poll(sub, &rec), 1);
-	T_EQ(rec.seq, info.first_seq);
+	read_seqs(sub, 1, 1000, sizeof(kib));
+	agentbus_sub_stats_get(sub, &st);
+	T_ASSERTF(st.from_log > 0, "%" PRIu64 " records came from the log", st.from_log);
+	agentbus_sub_close(sub);
+
+	cfg.start_seq = 500;
+	T_OK(agentbus_subscribe(s, &cfg, &sub));
+	read_seqs(sub, 500, 1000, sizeof(kib));
 	agentbus_sub_close(sub);
 
 	sub = t_subscribe(s, AGENTBUS_START_OLDEST, 0, AGENTBUS_WAIT_SPIN);
-	for (uint64_t seq = info.first_seq; seq <= 1000; seq++) {
-		T_EQ(agentbus_sub_poll(sub, &rec), 1);
-		T_EQ(rec.seq, seq);
-		T_EQ(rec.payload_len, sizeof(kib));
-	}
-	T_EQ(agentbus_sub_poll(sub, &rec), 0);
+	read_seqs(sub, 1, 1000, sizeof(kib));
 	agentbus_sub_close(sub);
 	agentbus_stream_close(s);
 	T_OK(agentbus_stream_delete(bus, "gone"));

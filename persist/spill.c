@@ -1,0 +1,735 @@
+/*
+ * spill.c - the spill writer (see spill.h).
+ *
+ * Per stream it keeps two frontiers: `scan` (frames handed to io_uring) and
+ * `done` (frames whose writes have all completed, in order). Writes go
+ * straight from the ring: the ring is mapped twice back to back, so a run of
+ * frames is contiguous memory. A run never crosses a segment boundary and is
+ * at most MAX_RUN bytes; up to MAX_INFLIGHT runs per stream are in flight.
+ *
+ * An fdatasync is issued only for writes that have completed (an io_uring
+ * fsync is not ordered after writes still in flight), and covers all of them:
+ * group commit. When it fails, the kernel may have dropped the dirty pages,
+ * so everything since the last good fdatasync is written again from the ring
+ * before the next try; this is why, unless fsync is NEVER, producers are held
+ * back by the synced position, not the written one (with a ring of tens of
+ * MiB, one fdatasync per ring is no limit on throughput).
+ *
+ * Synchronising edges:
+ *   D0  acquire load of a frame's tag: pairs with the producer's commit CAS
+ *       (C1 in bus/publish.c); the frame's bytes are complete.
+ *   D1  release store of *spill_position after the write (and, unless fsync
+ *       is NEVER, the fdatasync) completed: pairs with the acquire load in
+ *       limit_refresh() (bus/publish.c): only then may producers overwrite.
+ *   D2  release stores of *written_seq / *synced_seq, then a bump of
+ *       *durability_signal (seq_cst) and a wake if *durability_waiters:
+ *       pairs with the waiter's seq_cst increment of durability_waiters then
+ *       re-check (bus/durable.c), so no wake-up is lost.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agentbus.h"
+#include "persist/spill.h"
+#include "shm/atomics.h"
+#include "shm/futex.h"
+
+#define QUEUE_DEPTH 256
+#define MAX_INFLIGHT 8             /* writes in flight per stream */
+#define MAX_RUN (1u << 20)         /* bytes per write */
+#define BUSY_WAIT_NS 200000ll      /* wait for completions at most this long */
+#define IDLE_WAIT_NS 1000000ll     /* memory-level records reach the log within ~1 ms */
+#define RETRY_NS 100000000ull      /* after an I/O error, try again this much later */
+#define FSYNC_BIT 0x10u
+#define SLOT_MASK 0x0fu
+
+int (*spill_fault_hook)(int is_fsync, int result);
+
+struct pending_write {
+	uint64_t position;        /* first byte of the run */
+	uint64_t len;             /* bytes of the run */
+	uint64_t done_len;        /* bytes written so far (short writes continue) */
+	uint64_t end_seq;         /* sequence number after the run */
+	int completed;
+	int failed;               /* waiting to be submitted again */
+};
+
+struct spill_stream {
+	struct spill_source src;
+	struct spill_stream *next;
+	uint64_t ring_mask;
+	uint64_t max_frame;
+	uint64_t scan_position, scan_seq;   /* handed to io_uring up to here */
+	uint64_t done_position, done_seq;   /* written, in order, up to here */
+	uint64_t synced_position;           /* covered by a completed fdatasync */
+	struct pending_write pending[MAX_INFLIGHT]; /* a queue in submission order */
+	unsigned head, count;
+	int log_fd, index_fd;
+	uint64_t segment_base;
+	uint64_t index_entries;             /* entries in the .idx file */
+	uint64_t next_index_at;             /* position due for the next entry */
+	uint64_t last_time_ns;              /* of the last record seen (index of gaps) */
+	int fsync_inflight;
+	uint64_t fsync_target_seq, fsync_target_position;
+	uint64_t last_fsync_ns;
+	int32_t error;                      /* last error, 0 when healthy */
+	uint64_t retry_at_ns;
+	int rewind;                         /* rewrite from synced_position once idle */
+	int corrupt_reported;
+	int removing;
+};
+
+struct spill_writer {
+	struct io_uring uring;
+	pthread_t thread;
+	pthread_mutex_t lock;               /* streams and their state */
+	pthread_cond_t removed;
+	struct spill_stream *streams;
+	int stop;
+	unsigned inflight;                  /* SQEs whose CQE has not been seen */
+	uint32_t *wakeup, *asleep;
+	void (*log)(void *arg, const char *message);
+	void *log_arg;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void say(struct spill_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct spill_writer *w, const char *fmt, ...)
+{
+	char message[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	if (w->log)
+		w->log(w->log_arg, message);
+}
+
+/* D2: publish progress to publishers waiting for durability. */
+static void signal_waiters(struct spill_stream *s)
+{
+	fetch_add_seq_cst(s->src.durability_signal, 1);
+	if (load_seq_cst(s->src.durability_waiters))
+		futex_wake_all(s->src.durability_signal);
+}
+
+static void set_error(struct spill_writer *w, struct spill_stream *s, int err, uint64_t seq,
+		      const char *what)
+{
+	if (s->error != err)
+		say(w, "stream '%s': %s failed at seq %llu: %s; retrying", s->src.name, what,
+		    (unsigned long long)seq, agentbus_strerror(err));
+	s->error = err;
+	s->retry_at_ns = now_ns() + RETRY_NS;
+	store_release(s->src.error_seq, seq);
+	store_release(s->src.spill_error, err);
+	signal_waiters(s);
+}
+
+static void clear_error(struct spill_writer *w, struct spill_stream *s)
+{
+	if (!s->error && !load_relaxed(s->src.spill_error))
+		return;
+	if (s->error)
+		say(w, "stream '%s': spilling again", s->src.name);
+	s->error = 0;
+	store_release(s->src.spill_error, 0);
+}
+
+static struct frame_header *frame_at(struct spill_stream *s, uint64_t position)
+{
+	return (struct frame_header *)(s->src.ring + (position & s->ring_mask));
+}
+
+/* ---------------------------------------------------------------- scanning */
+
+/*
+ * Length and sequence count of the final frame (record or gap) at @p with
+ * expected sequence @seq; 0 if it is not final yet; -1 if shared memory
+ * holds something that is not a frame there.
+ */
+static int64_t final_frame(struct spill_stream *s, uint64_t p, uint64_t seq, uint64_t *count)
+{
+	struct frame_header *h = frame_at(s, p);
+	uint64_t tag = load_acquire(&h->tag), len; /* D0 */
+
+	if (tag == frame_tag(p, FRAME_COMMITTED)) {
+		len = h->frame_len;
+		if (h->seq != seq || len < FRAME_ALIGN || len % FRAME_ALIGN || len > s->max_frame)
+			return -1;
+		*count = 1;
+		return (int64_t)len;
+	}
+	if (tag == frame_tag(p, FRAME_GAP)) {
+		len = h->gap_frame_len;
+		if (h->gap_first_seq != seq || !h->gap_seq_count || len < FRAME_ALIGN ||
+		    len % FRAME_ALIGN || len > s->src.ring_size / 2)
+			return -1;
+		*count = h->gap_seq_count;
+		return (int64_t)len;
+	}
+	return 0;
+}
+
+static int segment_full(struct spill_stream *s, uint64_t position)
+{
+	return position - s->segment_base >= s->src.segment_size;
+}
+
+/* Extend the scan frontier over final frames: the next run to write. */
+static uint64_t collect_run(struct spill_writer *w, struct spill_stream *s)
+{
+	uint64_t start = s->scan_position, p = start, seq = s->scan_seq, count;
+	int64_t len;
+
+	while (!segment_full(s, p)) {
+		len = final_frame(s, p, seq, &count);
+		if (len < 0 && !s->corrupt_reported) {
+			s->corrupt_reported = 1;
+			set_error(w, s, AGENTBUS_E_CORRUPT, seq, "reading the ring (corrupt frame)");
+		}
+		if (len <= 0 || (p > start && p - start + (uint64_t)len > MAX_RUN))
+			break;
+		p += (uint64_t)len;
+		seq += count;
+	}
+	s->scan_position = p;
+	s->scan_seq = seq;
+	return p - start;
+}
+
+/* ---------------------------------------------------------------- I/O */
+
+static struct io_uring_sqe *get_sqe(struct spill_writer *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
+
+	if (!sqe) {
+		io_uring_submit(&w->uring);
+		sqe = io_uring_get_sqe(&w->uring);
+	}
+	return sqe;
+}
+
+static void submit_write(struct spill_writer *w, struct spill_stream *s, unsigned slot)
+{
+	struct pending_write *pw = &s->pending[slot];
+	uint64_t from = pw->position + pw->done_len;
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	io_uring_prep_write(sqe, s->log_fd, s->src.ring + (from & s->ring_mask),
+			    (unsigned)(pw->len - pw->done_len),
+			    LOG_HEADER_SIZE + (from - s->segment_base));
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | slot);
+	pw->failed = 0;
+	w->inflight++;
+}
+
+static void queue_run(struct spill_writer *w, struct spill_stream *s, uint64_t start, uint64_t len)
+{
+	unsigned slot = (s->head + s->count) % MAX_INFLIGHT;
+
+	s->pending[slot] = (struct pending_write){ .position = start, .len = len,
+						    .end_seq = s->scan_seq };
+	s->count++;
+	submit_write(w, s, slot);
+}
+
+static void submit_fsync(struct spill_writer *w, struct spill_stream *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	io_uring_prep_fsync(sqe, s->log_fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | FSYNC_BIT);
+	s->fsync_inflight = 1;
+	s->fsync_target_seq = s->done_seq;
+	s->fsync_target_position = s->done_position;
+	w->inflight++;
+}
+
+static int fsync_due(struct spill_stream *s, uint64_t now)
+{
+	if (s->src.fsync == SPILL_FSYNC_NEVER || s->fsync_inflight ||
+	    s->done_position == s->synced_position)
+		return 0;
+	return s->src.fsync == SPILL_FSYNC_BATCH ||
+	       now - s->last_fsync_ns >= (uint64_t)s->src.fsync_interval_ms * 1000000u;
+}
+
+/* ---------------------------------------------------------------- index */
+
+/* Append index entries for the frames of [from, to), now written. */
+static void index_frames(struct spill_writer *w, struct spill_stream *s, uint64_t from,
+			 uint64_t to, uint64_t seq)
+{
+	struct log_index_entry entries[MAX_RUN / LOG_INDEX_EVERY + 2];
+	unsigned n = 0;
+	uint64_t p = from, count;
+	int64_t len;
+
+	while (p < to && n < sizeof(entries) / sizeof(entries[0])) {
+		len = final_frame(s, p, seq, &count);
+		if (len <= 0)
+			break; /* cannot happen: the frames are final and tethered */
+		if (frame_at(s, p)->tag == frame_tag(p, FRAME_COMMITTED))
+			s->last_time_ns = frame_at(s, p)->time_ns;
+		if (p >= s->next_index_at) {
+			entries[n] = (struct log_index_entry){ .seq = seq, .position = p,
+							      .time_ns = s->last_time_ns };
+			log_index_entry_seal(&entries[n++]);
+			s->next_index_at = p + LOG_INDEX_EVERY;
+		}
+		p += (uint64_t)len;
+		seq += count;
+	}
+	if (!n)
+		return;
+	/* The index is derived data (recovery rebuilds it), so a plain write. */
+	if (pwrite(s->index_fd, entries, n * sizeof(entries[0]),
+		   (off_t)(s->index_entries * sizeof(entries[0]))) == (ssize_t)(n * sizeof(entries[0])))
+		s->index_entries += n;
+	else
+		say(w, "stream '%s': cannot write the index: %s", s->src.name, strerror(errno));
+}
+
+/* ---------------------------------------------------------------- progress */
+
+/* The tether: producers may overwrite only what is safe in the log. */
+static void publish_tether(struct spill_stream *s)
+{
+	uint64_t safe = s->src.fsync == SPILL_FSYNC_NEVER ? s->done_position : s->synced_position;
+
+	store_release(s->src.spill_position, safe); /* D1 */
+}
+
+/* Move `done` over the writes that completed in order. */
+static void advance_done(struct spill_writer *w, struct spill_stream *s)
+{
+	int moved = 0;
+
+	while (s->count && s->pending[s->head].completed) {
+		struct pending_write *pw = &s->pending[s->head];
+
+		index_frames(w, s, pw->position, pw->position + pw->len, s->done_seq);
+		s->done_position = pw->position + pw->len;
+		s->done_seq = pw->end_seq;
+		s->head = (s->head + 1) % MAX_INFLIGHT;
+		s->count--;
+		moved = 1;
+	}
+	if (!moved)
+		return;
+	if (s->done_seq > load_relaxed(s->src.written_seq))
+		store_release(s->src.written_seq, s->done_seq); /* D2 */
+	if (s->src.fsync == SPILL_FSYNC_NEVER) {
+		s->synced_position = s->done_position;
+		clear_error(w, s);
+	}
+	publish_tether(s);
+	signal_waiters(s);
+}
+
+static void write_completed(struct spill_writer *w, struct spill_stream *s, unsigned slot, int res)
+{
+	struct pending_write *pw = &s->pending[slot];
+
+	if (spill_fault_hook)
+		res = spill_fault_hook(0, res);
+	if (res < 0) {
+		pw->failed = 1;
+		set_error(w, s, res, s->done_seq, "writing the log");
+		return;
+	}
+	pw->done_len += (uint64_t)res;
+	if (pw->done_len < pw->len) {
+		if (res == 0) { /* no progress: treat as an error, retry later */
+			pw->failed = 1;
+			set_error(w, s, -EIO, s->done_seq, "writing the log (no progress)");
+		} else {
+			submit_write(w, s, slot);
+		}
+		return;
+	}
+	pw->completed = 1;
+	if (s->src.fsync == SPILL_FSYNC_NEVER && s->error && s->error != AGENTBUS_E_CORRUPT)
+		clear_error(w, s);
+	advance_done(w, s);
+}
+
+static void fsync_completed(struct spill_writer *w, struct spill_stream *s, int res)
+{
+	if (spill_fault_hook)
+		res = spill_fault_hook(1, res);
+	s->fsync_inflight = 0;
+	s->last_fsync_ns = now_ns();
+	if (res < 0) {
+		/* The kernel may have dropped the pages it could not write back:
+		 * write everything since the last good fdatasync again. */
+		s->rewind = 1;
+		set_error(w, s, res, load_relaxed(s->src.synced_seq), "fdatasync of the log");
+		return;
+	}
+	s->synced_position = s->fsync_target_position;
+	if (s->fsync_target_seq > load_relaxed(s->src.synced_seq))
+		store_release(s->src.synced_seq, s->fsync_target_seq); /* D2 */
+	if (s->error != AGENTBUS_E_CORRUPT)
+		clear_error(w, s);
+	publish_tether(s);
+	signal_waiters(s);
+}
+
+static void handle_cqe(struct spill_writer *w, struct io_uring_cqe *cqe)
+{
+	uint64_t data = io_uring_cqe_get_data64(cqe);
+	struct spill_stream *s = (struct spill_stream *)(uintptr_t)(data & ~(uint64_t)63);
+
+	w->inflight--;
+	if (data & FSYNC_BIT)
+		fsync_completed(w, s, cqe->res);
+	else
+		write_completed(w, s, (unsigned)(data & SLOT_MASK), cqe->res);
+}
+
+/* ---------------------------------------------------------------- segments */
+
+static int open_segment(struct spill_stream *s, uint64_t base, uint64_t seq)
+{
+	int err = log_segment_create(s->src.log_dir, s->src.name, base, seq, s->src.max_record,
+				     &s->log_fd, &s->index_fd);
+
+	if (err)
+		return err;
+	s->segment_base = base;
+	s->index_entries = 0;
+	s->next_index_at = base;
+	return 0;
+}
+
+/* Close the full segment (made durable first) and start the next one. */
+static int roll_segment(struct spill_writer *w, struct spill_stream *s)
+{
+	int err = 0;
+
+	if (s->src.fsync != SPILL_FSYNC_NEVER && fdatasync(s->log_fd) != 0)
+		err = -errno;
+	if (!err) {
+		close(s->log_fd);
+		close(s->index_fd);
+		s->log_fd = s->index_fd = -1;
+		err = open_segment(s, s->scan_position, s->scan_seq);
+	}
+	if (err) {
+		set_error(w, s, err, s->scan_seq, "starting a new log segment");
+		return err;
+	}
+	if (s->src.fsync != SPILL_FSYNC_NEVER) {
+		s->synced_position = s->done_position;
+		if (s->done_seq > load_relaxed(s->src.synced_seq))
+			store_release(s->src.synced_seq, s->done_seq);
+		publish_tether(s);
+		signal_waiters(s);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* After a failed fdatasync, with nothing in flight: rewrite from the last
+ * synced position (still in the ring: producers are held back by it). */
+static void rewind_to_synced(struct spill_stream *s)
+{
+	s->rewind = 0;
+	s->scan_position = s->done_position = s->synced_position;
+	s->scan_seq = s->done_seq = load_relaxed(s->src.synced_seq);
+}
+
+static void retry_failed(struct spill_writer *w, struct spill_stream *s)
+{
+	unsigned i, slot;
+
+	for (i = 0; i < s->count; i++) {
+		slot = (s->head + i) % MAX_INFLIGHT;
+		if (s->pending[slot].failed)
+			submit_write(w, s, slot);
+	}
+}
+
+/* One step for one stream: submit what can be submitted. Returns 1 if it did. */
+static int stream_step(struct spill_writer *w, struct spill_stream *s, uint64_t now)
+{
+	uint64_t start, len;
+	int work = 0;
+
+	if (s->error && now < s->retry_at_ns)
+		return 0;
+	if (s->error && s->error != AGENTBUS_E_CORRUPT) {
+		s->retry_at_ns = now + RETRY_NS;
+		retry_failed(w, s);
+	}
+	if (s->rewind) {
+		if (s->count || s->fsync_inflight)
+			return 0;
+		rewind_to_synced(s);
+	}
+	if (segment_full(s, s->scan_position) && s->scan_position > s->segment_base) {
+		if (s->count || s->fsync_inflight || roll_segment(w, s) != 0)
+			return 0;
+		work = 1;
+	}
+	while (s->count < MAX_INFLIGHT && !s->removing && !w->stop) {
+		start = s->scan_position;
+		len = collect_run(w, s);
+		if (!len)
+			break;
+		queue_run(w, s, start, len);
+		work = 1;
+	}
+	if (!w->stop && fsync_due(s, now)) {
+		submit_fsync(w, s);
+		work = 1;
+	}
+	return work;
+}
+
+static void free_stream(struct spill_stream *s)
+{
+	if (s->log_fd >= 0)
+		close(s->log_fd);
+	if (s->index_fd >= 0)
+		close(s->index_fd);
+	free(s);
+}
+
+/* Drop streams being removed once nothing of theirs is in flight. */
+static void reap_removed(struct spill_writer *w)
+{
+	struct spill_stream **link = &w->streams, *s;
+
+	while ((s = *link) != NULL) {
+		if (s->removing && !s->count && !s->fsync_inflight) {
+			*link = s->next;
+			free_stream(s);
+			pthread_cond_broadcast(&w->removed);
+		} else {
+			link = &s->next;
+		}
+	}
+}
+
+static void wait_for_work(struct spill_writer *w, int worked)
+{
+	struct __kernel_timespec ts = { 0, BUSY_WAIT_NS };
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	uint32_t wakeup;
+
+	if (w->inflight) {
+		io_uring_wait_cqe_timeout(&w->uring, &cqe, &ts);
+		pthread_mutex_lock(&w->lock);
+		io_uring_for_each_cqe(&w->uring, head, cqe) {
+			handle_cqe(w, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&w->uring, seen);
+		return;
+	}
+	if (worked) {
+		pthread_mutex_lock(&w->lock);
+		return;
+	}
+	/* Idle: sleep until a publisher waiting for durability wakes us, or
+	 * the next tick spills what memory-level publishers left. */
+	wakeup = load_acquire(w->wakeup);
+	store_release(w->asleep, 1);
+	futex_wait(w->wakeup, wakeup, IDLE_WAIT_NS);
+	store_release(w->asleep, 0);
+	pthread_mutex_lock(&w->lock);
+}
+
+static void *spill_main(void *arg)
+{
+	struct spill_writer *w = arg;
+	struct spill_stream *s;
+	int worked;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop || w->inflight) {
+		uint64_t now = now_ns();
+
+		worked = 0;
+		for (s = w->streams; s; s = s->next)
+			worked |= stream_step(w, s, now);
+		reap_removed(w);
+		pthread_mutex_unlock(&w->lock);
+		if (io_uring_sq_ready(&w->uring))
+			io_uring_submit(&w->uring);
+		wait_for_work(w, worked);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- API */
+
+int spill_writer_start(struct spill_writer **out, uint32_t *wakeup, uint32_t *asleep,
+		       void (*log)(void *arg, const char *message), void *arg)
+{
+	struct spill_writer *w = calloc(1, sizeof(*w));
+	int err;
+
+	if (!w)
+		return -ENOMEM;
+	err = io_uring_queue_init(QUEUE_DEPTH, &w->uring, 0);
+	if (err) {
+		free(w);
+		return err;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->removed, NULL);
+	w->wakeup = wakeup;
+	w->asleep = asleep;
+	w->log = log;
+	w->log_arg = arg;
+	err = -pthread_create(&w->thread, NULL, spill_main, w);
+	if (err) {
+		io_uring_queue_exit(&w->uring);
+		free(w);
+		return err;
+	}
+	*out = w;
+	return 0;
+}
+
+static void wake(struct spill_writer *w)
+{
+	fetch_add_seq_cst(w->wakeup, 1);
+	futex_wake_all(w->wakeup);
+}
+
+void spill_writer_stop(struct spill_writer *w)
+{
+	struct spill_stream *s;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->lock);
+	wake(w);
+	pthread_join(w->thread, NULL);
+	while ((s = w->streams) != NULL) {
+		w->streams = s->next;
+		free_stream(s);
+	}
+	io_uring_queue_exit(&w->uring);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->removed);
+	free(w);
+}
+
+/* Open the log where it ends (recovery says where), or start it. */
+static int open_log_end(struct spill_stream *s, const struct log_recovery *rec,
+			uint64_t position, uint64_t seq)
+{
+	struct log_segment *segments;
+	size_t n;
+	int err;
+
+	if (rec->empty || rec->end_position != position)
+		return open_segment(s, position, seq);
+	err = log_segments_list(s->src.log_dir, &segments, &n, NULL, NULL);
+	if (err)
+		return err;
+	if (!n) {
+		free(segments);
+		return open_segment(s, position, seq);
+	}
+	s->segment_base = segments[n - 1].base_position;
+	s->log_fd = open(segments[n - 1].log_path, O_RDWR | O_CLOEXEC);
+	s->index_fd = open(segments[n - 1].index_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(segments);
+	if (s->log_fd < 0 || s->index_fd < 0)
+		return -errno;
+	s->index_entries = (uint64_t)lseek(s->index_fd, 0, SEEK_END) / sizeof(struct log_index_entry);
+	s->next_index_at = position;
+	/* What the last daemon wrote may not be on disk yet. */
+	if (fdatasync(s->log_fd) != 0)
+		return -errno;
+	return 0;
+}
+
+int spill_add_stream(struct spill_writer *w, const struct spill_source *source,
+		     const struct log_recovery *recovery, uint64_t position, uint64_t seq,
+		     struct spill_stream **out)
+{
+	struct spill_stream *s = aligned_alloc(64, align_frame(sizeof(*s)));
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	s->src = *source;
+	s->log_fd = s->index_fd = -1;
+	s->ring_mask = source->ring_size - 1;
+	s->max_frame = max_frame_len(source->max_record);
+	s->scan_position = s->done_position = s->synced_position = position;
+	s->scan_seq = s->done_seq = seq;
+	s->last_time_ns = recovery->last_time_ns;
+	err = open_log_end(s, recovery, position, seq);
+	if (err) {
+		free_stream(s);
+		return err;
+	}
+	store_release(s->src.written_seq, seq);
+	store_release(s->src.synced_seq, seq);
+	publish_tether(s);
+	pthread_mutex_lock(&w->lock);
+	s->next = w->streams;
+	w->streams = s;
+	pthread_mutex_unlock(&w->lock);
+	*out = s;
+	return 0;
+}
+
+void spill_stream_frontier(struct spill_writer *w, struct spill_stream *s, uint64_t *position,
+			   uint64_t *seq)
+{
+	pthread_mutex_lock(&w->lock);
+	*position = s->scan_position;
+	*seq = s->scan_seq;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void spill_remove_stream(struct spill_writer *w, struct spill_stream *s)
+{
+	struct spill_stream *t;
+	int present;
+
+	pthread_mutex_lock(&w->lock);
+	s->removing = 1;
+	for (;;) {
+		for (present = 0, t = w->streams; t; t = t->next)
+			present |= t == s;
+		if (!present)
+			break;
+		wake(w);
+		pthread_cond_wait(&w->removed, &w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
