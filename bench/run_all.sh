@@ -35,7 +35,7 @@ run() {
 	fi
 }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null)," \
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || cat COMMIT 2>/dev/null)," \
 	"$(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), bench: $bench," \
 	"runs: $runs, raw: $out" >&2
 if [ -z "${SUMMARY_ONLY:-}" ]; then
