@@ -62,6 +62,10 @@
 
 enum { K_CACHELINE, K_PINGPONG, K_SOCKET, K_FUTEX, K_AGENTBUS, K_COUNT };
 
+/* Sample arrays: one per transport, plus how long agentbus_publish() took. */
+#define LAT_PUBLISH_CALL K_COUNT
+#define LAT_ARRAYS (K_COUNT + 1)
+
 struct lat_opts {
 	uint64_t size;           /* payload bytes (>= LAT_HEADER) */
 	enum agentbus_wait wait; /* AGENTBUS_WAIT_SPIN or AGENTBUS_WAIT_SLEEP */
@@ -81,13 +85,13 @@ struct lat_shared {
 	_Atomic uint32_t bus_ready;          /* parent: daemon up, stream created */
 	_Atomic uint32_t sender_done;        /* sender sent all it will send */
 	_Atomic uint32_t failed;             /* a child gave up; the other stops too */
-	uint64_t received[K_COUNT];          /* samples[k] entries written */
+	uint64_t received[LAT_ARRAYS];       /* samples[k] entries written */
 	_Alignas(64) _Atomic uint64_t ack;   /* messages the receiver is done with */
 	_Alignas(64) _Atomic uint64_t line;  /* cache line: send time */
 	_Alignas(64) _Atomic uint64_t pong;  /* ping-pong: 2i+1 ping, 2i+2 pong */
 	_Alignas(64) _Atomic uint64_t stamp; /* futex: send time of the last wake */
 	_Atomic uint32_t futex_word;         /* futex: messages sent so far */
-	_Alignas(64) uint64_t samples[];     /* K_COUNT arrays of count one-way ns */
+	_Alignas(64) uint64_t samples[];     /* LAT_ARRAYS arrays of count ns */
 };
 
 /* One run: options, shared state, and each child's own transport state. */
@@ -435,6 +439,8 @@ static int ab_send(struct lat_ctx *c, uint64_t index, uint64_t now, uint64_t *sa
 	seq = agentbus_publish(c->stream, &msg, 1000);
 	if (seq < 0)
 		return lat_fail(c, "agentbus_publish", (int)seq);
+	/* Not part of the one-way figure: how much of it the call itself is. */
+	lat_record(c, LAT_PUBLISH_CALL, index, bench_now_ns() - now);
 	*sample = LAT_NO_SAMPLE;
 	return 0;
 }
@@ -536,7 +542,7 @@ static int lat_receive_all(struct lat_ctx *c)
 {
 	uint64_t done = 0;
 
-	for (int k = 0; k < K_COUNT; k++)
+	for (int k = 0; k < LAT_ARRAYS; k++)
 		memset(lat_samples(c, k), 0, c->o->count * sizeof(uint64_t));
 	atomic_store_explicit(&c->sh->ready, 1, memory_order_release);
 	for (uint64_t i = 0; i < lat_total(c->o); i++) {
@@ -600,14 +606,14 @@ static int lat_launch(struct lat_ctx *c, struct bench_children *kids)
  */
 static int lat_run(const struct lat_opts *o, struct lat_result *res)
 {
-	size_t len = sizeof(struct lat_shared) + K_COUNT * o->count * sizeof(uint64_t);
+	size_t len = sizeof(struct lat_shared) + LAT_ARRAYS * o->count * sizeof(uint64_t);
 	uint64_t sends = lat_total(o) * (uint64_t)lat_active_count(o);
 	uint64_t run_ns = sends * (o->interval_ns + 20000) * 10; /* generous: hosts stall */
 	struct lat_ctx c = { .o = o, .fds = { -1, -1 }, .fd = -1 };
 	struct bench_children kids = { .count = 0 };
 	int failed = 0;
 
-	memset(res, 0, K_COUNT * sizeof(*res));
+	memset(res, 0, LAT_ARRAYS * sizeof(*res));
 	c.sh = bench_shared_alloc(len);
 	if (!c.sh)
 		return bench_error("cannot map %zu bytes of shared memory", len), -1;
@@ -618,8 +624,8 @@ static int lat_run(const struct lat_opts *o, struct lat_result *res)
 	failed |= bench_reap(&kids, c.deadline + 2000000000u) != 0;
 	ab_stop(&c);
 	failed |= atomic_load(&c.sh->failed) != 0;
-	for (int k = 0; k < K_COUNT && !failed; k++) {
-		if (!o->active[k] || c.sh->received[k] == 0)
+	for (int k = 0; k < LAT_ARRAYS && !failed; k++) {
+		if ((k < K_COUNT && !o->active[k]) || c.sh->received[k] == 0)
 			continue;
 		bench_percentiles(lat_samples(&c, k), c.sh->received[k], &res[k].pcts);
 		res[k].ok = 1;
@@ -690,6 +696,7 @@ static void lat_print_human(const struct lat_opts *o, const struct lat_result *r
 				 (o->wait == AGENTBUS_WAIT_SPIN ? " (spin)" : " (sleep)") : "");
 		lat_print_row(label, &res[k]);
 	}
+	lat_print_row("agentbus_publish() call alone", &res[LAT_PUBLISH_CALL]);
 	lat_print_ratio("agentbus / cache line", ab, &res[K_CACHELINE]);
 	lat_print_ratio("agentbus / unix socket", ab, &res[K_SOCKET]);
 	if (o->wait == AGENTBUS_WAIT_SLEEP)
@@ -716,6 +723,10 @@ static void lat_print_json(const struct lat_opts *o, const struct lat_result *re
 			continue;
 		putchar(',');
 		bench_json_pcts(stdout, lat_kinds[k].key, &res[k].pcts);
+	}
+	if (res[LAT_PUBLISH_CALL].ok) {
+		putchar(',');
+		bench_json_pcts(stdout, "agentbus_publish_call", &res[LAT_PUBLISH_CALL].pcts);
 	}
 	printf("}\n");
 }
@@ -826,7 +837,7 @@ static int lat_parse(int argc, char **argv, struct lat_opts *o)
  */
 int bench_latency_main(int argc, char **argv)
 {
-	struct lat_result res[K_COUNT];
+	struct lat_result res[LAT_ARRAYS];
 	struct lat_opts o;
 	int r = lat_parse(argc, argv, &o);
 	int failed = 0;
