@@ -126,32 +126,38 @@ const char *log_reader_error(const struct log_reader *reader);
 
 /* ------------------------------------------------------------ frames on disk (log_read.c) */
 
-/* One segment file seen as a run of frames; shared by reader, recovery and
- * verify. Nothing read from the file is trusted: every length is bounded by
- * max_frame and by data_end before it is used. */
-struct log_segment_view {
-	int fd;                  /* the .log file */
-	uint64_t base_position;  /* position of its first frame (file offset LOG_HEADER_SIZE) */
-	uint64_t data_end;       /* position no frame may run past (file end, next base, ...) */
-	uint64_t max_frame;      /* bound on a frame's length: max_frame_len(max_record) */
-	uint64_t read_bytes;     /* frame bytes read through this view (counter) */
-};
-
-/* A buffer that grows to hold a frame (never beyond a checked length). */
+/* A buffer that grows to hold frames (never beyond a checked length). */
 struct log_frame_buffer {
 	unsigned char *data;
 	size_t cap;
 };
 
+/* One segment file seen as a run of frames; shared by reader, recovery and
+ * verify. Nothing read from the file is trusted: every length is bounded by
+ * max_frame and by data_end before it is used. Frames are read through a
+ * window of cached file bytes, so a run of small frames costs one pread. */
+struct log_segment_view {
+	int fd;                  /* the .log file */
+	uint64_t base_position;  /* position of its first frame (file offset LOG_HEADER_SIZE) */
+	uint64_t data_end;       /* position no frame may run past (file end, next base, ...) */
+	uint64_t max_frame;      /* bound on a frame's length: max_frame_len(max_record) */
+	uint64_t readahead;      /* bytes read beyond what a frame needs (up to data_end); 0 = none */
+	uint64_t read_bytes;     /* bytes read from the file through this view (counter) */
+	struct log_frame_buffer window; /* cached file bytes ... */
+	uint64_t window_position;       /* ... from this position ... */
+	uint64_t window_len;            /* ... this many (0: none) */
+};
+
 /*
- * Load the frame at @position where sequence number @seq is expected into
- * @buf. Returns 1 if it is a valid record or gap (*frame_len, *next_seq
- * set), 0 if it does not fit before data_end (incomplete: the end of what is
- * there), AGENTBUS_E_CORRUPT if it is not valid (*why says what is wrong),
- * or -errno.
+ * Load the frame at @position where sequence number @seq is expected.
+ * Returns 1 if it is a valid record or gap (*frame points at it in the
+ * view's window, valid until the next call on the view; *frame_len and
+ * *next_seq set), 0 if it does not fit before data_end (incomplete: the end
+ * of what is there), AGENTBUS_E_CORRUPT if it is not valid (*why says what
+ * is wrong), or -errno.
  */
 int log_frame_load(struct log_segment_view *view, uint64_t position, uint64_t seq,
-		   struct log_frame_buffer *buf, uint64_t *frame_len, uint64_t *next_seq,
+		   const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
 		   const char **why);
 
 /*
@@ -160,9 +166,11 @@ int log_frame_load(struct log_segment_view *view, uint64_t position, uint64_t se
  * with *position and *seq set, 0 if there is none, or -errno.
  */
 int log_frame_find(struct log_segment_view *view, uint64_t from, uint64_t after_seq,
-		   struct log_frame_buffer *buf, uint64_t *position, uint64_t *seq);
+		   uint64_t *position, uint64_t *seq);
 
-void log_frame_buffer_free(struct log_frame_buffer *buf);
+/* Drop the view's cached bytes (the file changed under them) / free them. */
+void log_view_forget(struct log_segment_view *view);
+void log_view_free(struct log_segment_view *view);
 
 /*
  * Load the usable entries of @segment's index: checksum good, pointing

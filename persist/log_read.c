@@ -21,6 +21,7 @@
 #include "persist/log.h"
 
 #define SCAN_CHUNK (64u << 10)     /* bytes read at a time when looking for a frame */
+#define READ_AHEAD (256u << 10)    /* a reader reads frames this many bytes at a time */
 #define SEEK_CANDIDATES 8          /* index entries tried before starting at the segment */
 
 /* ------------------------------------------------------------ frames on disk */
@@ -61,16 +62,56 @@ static int buffer_reserve(struct log_frame_buffer *buf, size_t len)
 	return 0;
 }
 
-void log_frame_buffer_free(struct log_frame_buffer *buf)
+void log_view_forget(struct log_segment_view *v)
 {
-	free(buf->data);
-	buf->data = NULL;
-	buf->cap = 0;
+	v->window_len = 0;
+}
+
+void log_view_free(struct log_segment_view *v)
+{
+	free(v->window.data);
+	v->window.data = NULL;
+	v->window.cap = 0;
+	v->window_len = 0;
 }
 
 static uint64_t file_offset(const struct log_segment_view *v, uint64_t position)
 {
 	return LOG_HEADER_SIZE + (position - v->base_position);
+}
+
+/*
+ * Point *bytes at the file's bytes [position, position + need), from the
+ * window or read into it with the view's readahead (never past data_end;
+ * the caller checked that need fits before it). Returns 1, 0 if the file
+ * holds fewer bytes than data_end says, or -errno.
+ */
+static int view_bytes(struct log_segment_view *v, uint64_t position, uint64_t need,
+		      const unsigned char **bytes)
+{
+	uint64_t want = need + v->readahead;
+	ssize_t n;
+	int err;
+
+	if (position >= v->window_position &&
+	    position + need <= v->window_position + v->window_len) {
+		*bytes = v->window.data + (position - v->window_position);
+		return 1;
+	}
+	if (want > v->data_end - position)
+		want = v->data_end - position;
+	err = buffer_reserve(&v->window, want);
+	if (err)
+		return err;
+	v->window_len = 0;
+	n = read_at(v->fd, v->window.data, want, file_offset(v, position));
+	if (n < 0)
+		return (int)n;
+	v->read_bytes += (uint64_t)n;
+	v->window_position = position;
+	v->window_len = (uint64_t)n;
+	*bytes = v->window.data;
+	return (uint64_t)n >= need;
 }
 
 /* A gap frame: its position and sequence number must both match, and it
@@ -110,13 +151,13 @@ static const char *record_header_problem(const struct frame_header *h, uint64_t 
 }
 
 int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
-		   struct log_frame_buffer *buf, uint64_t *frame_len, uint64_t *next_seq,
+		   const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
 		   const char **why)
 {
 	const struct frame_header *h;
+	const unsigned char *bytes;
 	uint64_t room, len;
-	ssize_t n;
-	int err;
+	int rc;
 
 	*why = NULL;
 	if (position < v->base_position || position % FRAME_ALIGN)
@@ -124,18 +165,15 @@ int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
 	room = position < v->data_end ? v->data_end - position : 0;
 	if (room < sizeof(*h))
 		return 0;
-	err = buffer_reserve(buf, sizeof(*h));
-	if (err)
-		return err;
-	n = read_at(v->fd, buf->data, sizeof(*h), file_offset(v, position));
-	if (n < 0)
-		return (int)n;
-	v->read_bytes += (uint64_t)n;
-	if (n < (ssize_t)sizeof(*h))
-		return 0;
-	h = (const struct frame_header *)buf->data;
-	if (h->tag == frame_tag(position, FRAME_GAP))
-		return gap_check(h, seq, room, frame_len, next_seq, why);
+	rc = view_bytes(v, position, sizeof(*h), &bytes);
+	if (rc <= 0)
+		return rc;
+	h = (const struct frame_header *)bytes;
+	if (h->tag == frame_tag(position, FRAME_GAP)) {
+		rc = gap_check(h, seq, room, frame_len, next_seq, why);
+		*frame = h;
+		return rc;
+	}
 	if (h->tag != frame_tag(position, FRAME_COMMITTED)) {
 		*why = "no frame of this position here (bad tag)";
 		return AGENTBUS_E_CORRUPT;
@@ -146,22 +184,16 @@ int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
 	len = h->frame_len;
 	if (len > room)
 		return 0;
-	/* len <= max_frame and <= what the file holds: safe to allocate. */
-	err = buffer_reserve(buf, len);
-	if (err)
-		return err;
-	n = read_at(v->fd, buf->data + sizeof(*h), len - sizeof(*h),
-		    file_offset(v, position) + sizeof(*h));
-	if (n < 0)
-		return (int)n;
-	v->read_bytes += (uint64_t)n;
-	if ((uint64_t)n < len - sizeof(*h))
-		return 0;
-	h = (const struct frame_header *)buf->data;
+	/* len <= max_frame and <= what the file holds: safe to read. */
+	rc = view_bytes(v, position, len, &bytes);
+	if (rc <= 0)
+		return rc;
+	h = (const struct frame_header *)bytes;
 	if (frame_checksum(h, position, frame_body_len(h)) != h->checksum) {
 		*why = "record checksum mismatch";
 		return AGENTBUS_E_CORRUPT;
 	}
+	*frame = h;
 	*frame_len = len;
 	*next_seq = seq + 1;
 	return 1;
@@ -183,44 +215,37 @@ static int candidate(const struct frame_header *h, uint64_t q, uint64_t after_se
 }
 
 int log_frame_find(struct log_segment_view *v, uint64_t from, uint64_t after_seq,
-		   struct log_frame_buffer *buf, uint64_t *position, uint64_t *seq)
+		   uint64_t *position, uint64_t *seq)
 {
-	struct frame_header h;
-	unsigned char *chunk;
-	uint64_t q, len, frame_len, next, want;
+	const struct frame_header *h, *frame;
+	const unsigned char *bytes;
+	uint64_t q, len, next, want, saved = v->readahead;
 	const char *why;
-	ssize_t n;
-	size_t i;
 	int rc = 0;
 
+	/* Scanning: read in big steps whatever the view's habit. */
+	if (v->readahead < SCAN_CHUNK)
+		v->readahead = SCAN_CHUNK;
 	from = align_frame(from < v->base_position ? v->base_position : from);
-	chunk = malloc(SCAN_CHUNK);
-	if (!chunk)
-		return -ENOMEM;
-	for (q = from; q + sizeof(h) <= v->data_end && rc == 0; q += SCAN_CHUNK) {
-		len = v->data_end - q < SCAN_CHUNK ? v->data_end - q : SCAN_CHUNK;
-		n = read_at(v->fd, chunk, len, file_offset(v, q));
-		if (n < 0) {
-			rc = (int)n;
+	for (q = from; q < v->data_end && v->data_end - q >= sizeof(*h); q += FRAME_ALIGN) {
+		rc = view_bytes(v, q, sizeof(*h), &bytes);
+		if (rc <= 0)
+			break;
+		h = (const struct frame_header *)bytes;
+		rc = 0;
+		if (!candidate(h, q, after_seq, &want))
+			continue;
+		rc = log_frame_load(v, q, want, &frame, &len, &next, &why);
+		if (rc == 1) {
+			*position = q;
+			*seq = want;
 			break;
 		}
-		v->read_bytes += (uint64_t)n;
-		for (i = 0; i + sizeof(h) <= (size_t)n && rc == 0; i += FRAME_ALIGN) {
-			memcpy(&h, chunk + i, sizeof(h));
-			if (!candidate(&h, q + i, after_seq, &want))
-				continue;
-			rc = log_frame_load(v, q + i, want, buf, &frame_len, &next, &why);
-			if (rc == 1) {
-				*position = q + i;
-				*seq = want;
-			} else if (rc == 0 || rc == AGENTBUS_E_CORRUPT) {
-				rc = 0;
-			}
-		}
-		if ((size_t)n < len)
+		if (rc < 0 && rc != AGENTBUS_E_CORRUPT)
 			break;
+		rc = 0;
 	}
-	free(chunk);
+	v->readahead = saved;
 	return rc;
 }
 
@@ -309,14 +334,15 @@ struct log_reader {
 	struct log_segment *segments;    /* as last listed, by base position */
 	size_t count;                    /* entries in segments */
 	size_t current;                  /* segment open in view (if view.fd >= 0) */
-	struct log_segment_view view;    /* the open segment; data_end = its file end */
+	struct log_segment_view view;    /* the open segment; data_end set before each use */
+	uint64_t file_end;               /* position where its file ends, as last looked at */
 	uint64_t position;               /* position of the next frame */
 	uint64_t seq;                    /* sequence number expected there */
 	uint64_t end_position;           /* never read at or past this */
 	int anchored;                    /* position/seq set (a segment was seen, or a seek) */
 	int resync;                      /* the frame at position was bad: look past it */
 	uint64_t resync_from;            /* where the look for a good frame goes on */
-	struct log_frame_buffer buf;     /* the frame returned last */
+	const struct frame_header *frame; /* the frame loaded last, in view's window */
 	char error[LOG_PATH_LEN + 256];  /* what the last error was about */
 };
 
@@ -325,6 +351,7 @@ static void reader_close_segment(struct log_reader *r)
 	if (r->view.fd >= 0)
 		close(r->view.fd);
 	r->view.fd = -1;
+	log_view_forget(&r->view);
 }
 
 /* List the segments again; the writer adds segments and retention deletes them. */
@@ -382,7 +409,7 @@ void log_reader_close(struct log_reader *r)
 		return;
 	reader_close_segment(r);
 	free(r->segments);
-	log_frame_buffer_free(&r->buf);
+	log_view_free(&r->view);
 	free(r);
 }
 
@@ -437,8 +464,10 @@ static int reader_open_segment(struct log_reader *r, size_t i)
 	r->current = i;
 	r->view.fd = fd;
 	r->view.base_position = s->base_position;
-	r->view.data_end = s->base_position + ((uint64_t)st.st_size - LOG_HEADER_SIZE);
+	r->file_end = s->base_position + ((uint64_t)st.st_size - LOG_HEADER_SIZE);
+	r->view.data_end = r->file_end;
 	r->view.max_frame = max_frame_len(s->max_record);
+	r->view.readahead = READ_AHEAD;
 	return 0;
 }
 
@@ -448,7 +477,19 @@ static void reader_refresh_size(struct log_reader *r)
 	struct stat st;
 
 	if (r->view.fd >= 0 && fstat(r->view.fd, &st) == 0 && st.st_size >= (off_t)LOG_HEADER_SIZE)
-		r->view.data_end = r->view.base_position + ((uint64_t)st.st_size - LOG_HEADER_SIZE);
+		r->file_end = r->view.base_position + ((uint64_t)st.st_size - LOG_HEADER_SIZE);
+}
+
+/* Frames of the open segment may be read up to here. */
+static void reader_set_limit(struct log_reader *r)
+{
+	uint64_t limit = r->file_end;
+
+	if (limit > next_base(r))
+		limit = next_base(r);
+	if (limit > r->end_position)
+		limit = r->end_position;
+	r->view.data_end = limit;
 }
 
 /*
@@ -516,11 +557,11 @@ static int reader_at_data_end(struct log_reader *r, uint64_t limit)
 	if (next != UINT64_MAX && next <= r->end_position) {
 		if (r->position == next)
 			return 1;
-		if (r->view.data_end < next)
+		if (r->file_end < next)
 			return reader_corrupt(r, "the segment ends before the next segment begins");
 		return reader_corrupt(r, "frame runs past the start of the next segment");
 	}
-	if (limit == r->view.data_end && r->position > r->view.base_position &&
+	if (limit == r->file_end && r->position > r->view.base_position &&
 	    reader_new_segment_exists(r)) {
 		int err = reader_relist(r);
 
@@ -530,12 +571,11 @@ static int reader_at_data_end(struct log_reader *r, uint64_t limit)
 }
 
 /*
- * Load the frame at r->position into r->buf without moving past it.
+ * Load the frame at r->position into r->frame without moving past it.
  * Returns 1 (frame_len and next seq set), 0 at the end, or a negative code.
  */
 static int reader_load(struct log_reader *r, uint64_t *len, uint64_t *next_seq)
 {
-	struct log_segment_view v;
 	const char *why;
 	int rc, refreshed = 0;
 
@@ -545,22 +585,18 @@ static int reader_load(struct log_reader *r, uint64_t *len, uint64_t *next_seq)
 		rc = reader_enter(r);
 		if (rc <= 0)
 			return rc;
-		v = r->view;
-		if (v.data_end > next_base(r))
-			v.data_end = next_base(r);
-		if (v.data_end > r->end_position)
-			v.data_end = r->end_position;
-		rc = log_frame_load(&v, r->position, r->seq, &r->buf, len, next_seq, &why);
+		reader_set_limit(r);
+		rc = log_frame_load(&r->view, r->position, r->seq, &r->frame, len, next_seq, &why);
 		if (rc == AGENTBUS_E_CORRUPT)
 			return reader_corrupt(r, why);
 		if (rc != 0)
 			return rc;
-		if (!refreshed && v.data_end == r->view.data_end) {
+		if (!refreshed && r->view.data_end == r->file_end) {
 			reader_refresh_size(r);
 			refreshed = 1;
 			continue;
 		}
-		rc = reader_at_data_end(r, v.data_end);
+		rc = reader_at_data_end(r, r->view.data_end);
 		if (rc <= 0)
 			return rc;
 		reader_close_segment(r); /* at the next segment's base: enter it */
@@ -576,20 +612,15 @@ static int reader_load(struct log_reader *r, uint64_t *len, uint64_t *next_seq)
  */
 static int reader_resync(struct log_reader *r)
 {
-	struct log_segment_view v;
 	uint64_t q, s, next;
 	int rc = reader_enter(r);
 
 	if (rc <= 0)
 		return rc;
 	reader_refresh_size(r);
-	v = r->view;
+	reader_set_limit(r);
 	next = next_base(r);
-	if (v.data_end > next)
-		v.data_end = next;
-	if (v.data_end > r->end_position)
-		v.data_end = r->end_position;
-	rc = log_frame_find(&v, r->resync_from, r->seq, &r->buf, &q, &s);
+	rc = log_frame_find(&r->view, r->resync_from, r->seq, &q, &s);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {
@@ -599,8 +630,8 @@ static int reader_resync(struct log_reader *r)
 		r->position = next;
 		r->seq = r->segments[r->current + 1].first_seq;
 	} else {
-		if (v.data_end >= r->resync_from + FRAME_ALIGN)
-			r->resync_from = align_frame(v.data_end - FRAME_ALIGN + 1);
+		if (r->view.data_end >= r->resync_from + FRAME_ALIGN)
+			r->resync_from = align_frame(r->view.data_end - FRAME_ALIGN + 1);
 		return 0;
 	}
 	r->resync = 0;
@@ -620,7 +651,7 @@ int log_reader_next(struct log_reader *r, const struct frame_header **frame, uin
 	rc = reader_load(r, &len, &next_seq);
 	if (rc != 1)
 		return rc;
-	*frame = (const struct frame_header *)r->buf.data;
+	*frame = r->frame;
 	if (position)
 		*position = r->position;
 	r->position += len;
@@ -665,10 +696,10 @@ static int reader_place_from_index(struct log_reader *r, size_t i,
 	return 0;
 }
 
-/* Is the frame in r->buf (at r->seq) the one that holds @seq or a later one? */
+/* Is the frame loaded (at r->seq) the one that holds @seq or a later one? */
 static int frame_reaches_seq(const struct log_reader *r, uint64_t seq)
 {
-	const struct frame_header *h = (const struct frame_header *)r->buf.data;
+	const struct frame_header *h = r->frame;
 
 	if ((h->tag & FRAME_STATE_MASK) == FRAME_GAP)
 		return seq < r->seq + h->gap_seq_count;
@@ -677,7 +708,7 @@ static int frame_reaches_seq(const struct log_reader *r, uint64_t seq)
 
 static int frame_reaches_time(const struct log_reader *r, uint64_t time_ns)
 {
-	const struct frame_header *h = (const struct frame_header *)r->buf.data;
+	const struct frame_header *h = r->frame;
 
 	return (h->tag & FRAME_STATE_MASK) == FRAME_COMMITTED && h->time_ns >= time_ns;
 }

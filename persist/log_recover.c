@@ -16,6 +16,9 @@
 #include "agentbus.h"
 #include "persist/log.h"
 
+#define RECOVERY_READ_AHEAD (64u << 10) /* bytes read at a time scanning a tail */
+#define VERIFY_READ_AHEAD (1u << 20)    /* ... and verifying a whole segment */
+
 typedef void (*report_fn)(void *arg, const char *message);
 
 static void say(report_fn report, void *arg, const char *fmt, ...)
@@ -86,9 +89,10 @@ static int index_maybe_add(struct tail *t, uint64_t seq, uint64_t position, int 
  * to keep (those up to the starting one).
  */
 static int tail_start(struct log_segment_view *v, const struct log_segment *s,
-		      struct log_frame_buffer *buf, struct tail *t, uint64_t *position,
+		      struct tail *t, uint64_t *position,
 		      size_t *keep)
 {
+	const struct frame_header *frame;
 	struct log_index_entry *entries;
 	uint64_t len, next;
 	const char *why;
@@ -102,7 +106,7 @@ static int tail_start(struct log_segment_view *v, const struct log_segment *s,
 	t->next_seq = s->first_seq;
 	*keep = 0;
 	for (k = (long)n - 1; k >= 0; k--) {
-		rc = log_frame_load(v, entries[k].position, entries[k].seq, buf, &len, &next, &why);
+		rc = log_frame_load(v, entries[k].position, entries[k].seq, &frame, &len, &next, &why);
 		if (rc < 0 && rc != AGENTBUS_E_CORRUPT)
 			break;
 		if (rc != 1)
@@ -142,7 +146,7 @@ static int tail_cut(struct log_segment_view *v, const struct log_segment *s, uin
  * @t, cuts a torn tail, skips (and reports) corruption in the middle.
  */
 static int tail_scan(struct log_segment_view *v, const struct log_segment *s,
-		     struct log_frame_buffer *buf, struct tail *t, uint64_t position,
+		     struct tail *t, uint64_t position,
 		     struct log_recovery *out, report_fn report, void *arg)
 {
 	const struct frame_header *h;
@@ -151,9 +155,8 @@ static int tail_scan(struct log_segment_view *v, const struct log_segment *s,
 	int rc, force = 0;
 
 	while (position < v->data_end) {
-		rc = log_frame_load(v, position, t->next_seq, buf, &len, &next, &why);
+		rc = log_frame_load(v, position, t->next_seq, &h, &len, &next, &why);
 		if (rc == 1) {
-			h = (const struct frame_header *)buf->data;
 			if ((h->tag & FRAME_STATE_MASK) == FRAME_COMMITTED)
 				t->last_time_ns = h->time_ns;
 			rc = index_maybe_add(t, t->next_seq, position, force);
@@ -167,7 +170,7 @@ static int tail_scan(struct log_segment_view *v, const struct log_segment *s,
 		}
 		if (rc < 0 && rc != AGENTBUS_E_CORRUPT)
 			return rc;
-		rc = log_frame_find(v, position + FRAME_ALIGN, t->next_seq, buf, &q, &found_seq);
+		rc = log_frame_find(v, position + FRAME_ALIGN, t->next_seq, &q, &found_seq);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
@@ -217,7 +220,6 @@ static int tail_index_write(const struct log_segment *s, const struct tail *t, s
 static int recover_segment(const struct log_segment *s, struct tail *t,
 			   struct log_recovery *out, report_fn report, void *arg)
 {
-	struct log_frame_buffer buf = { 0 };
 	struct log_segment_view v = { 0 };
 	uint64_t position;
 	struct stat st;
@@ -235,17 +237,20 @@ static int recover_segment(const struct log_segment *s, struct tail *t,
 	v.base_position = s->base_position;
 	v.data_end = s->base_position + ((uint64_t)st.st_size - LOG_HEADER_SIZE);
 	v.max_frame = max_frame_len(s->max_record);
-	rc = tail_start(&v, s, &buf, t, &position, &keep);
+	/* Exact reads while trying index entries newest first (read-ahead
+	 * would read each one's following bytes again), then read ahead. */
+	rc = tail_start(&v, s, t, &position, &keep);
 	if (!rc) {
 		if (position > s->base_position)
 			t->any_valid = 1;
-		rc = tail_scan(&v, s, &buf, t, position, out, report, arg);
+		v.readahead = RECOVERY_READ_AHEAD;
+		rc = tail_scan(&v, s, t, position, out, report, arg);
 	}
 	if (!rc)
 		rc = tail_index_write(s, t, keep);
 	t->end_position = v.data_end;
 	out->scanned_bytes += v.read_bytes;
-	log_frame_buffer_free(&buf);
+	log_view_free(&v);
 	free(t->added);
 	t->added = NULL;
 	close(v.fd);
@@ -374,7 +379,7 @@ static void listing_problem(void *arg, const char *message)
 static int verify_segment(struct verify *vf, const struct log_segment *s, uint64_t *end,
 			  uint64_t *next_seq, int *torn)
 {
-	struct log_frame_buffer buf = { 0 };
+	const struct frame_header *frame;
 	struct log_segment_view v = { 0 };
 	uint64_t p = s->base_position, seq = s->first_seq, len, next, q, found;
 	const char *why;
@@ -387,8 +392,9 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 	v.base_position = s->base_position;
 	v.data_end = s->base_position + (s->file_size - LOG_HEADER_SIZE);
 	v.max_frame = max_frame_len(s->max_record);
+	v.readahead = VERIFY_READ_AHEAD;
 	while (p < v.data_end) {
-		rc = log_frame_load(&v, p, seq, &buf, &len, &next, &why);
+		rc = log_frame_load(&v, p, seq, &frame, &len, &next, &why);
 		if (rc == 1) {
 			p += len;
 			seq = next;
@@ -398,7 +404,7 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 			break;
 		problem(vf, s->log_path, LOG_HEADER_SIZE + (p - s->base_position), p, seq,
 			why ? why : "incomplete frame: the segment ends inside it");
-		rc = log_frame_find(&v, p + FRAME_ALIGN, seq, &buf, &q, &found);
+		rc = log_frame_find(&v, p + FRAME_ALIGN, seq, &q, &found);
 		if (rc < 0)
 			break;
 		if (rc == 0) {
@@ -409,7 +415,7 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 		seq = found;
 	}
 	close(v.fd);
-	log_frame_buffer_free(&buf);
+	log_view_free(&v);
 	*end = p;
 	*next_seq = seq;
 	return rc < 0 ? rc : 0;
