@@ -645,6 +645,60 @@ static void test_recover_empty_last(const struct tw *w, const char *dir)
 	tw_remove_dir(copy);
 }
 
+/* A reader follows a writer that appends and starts new segments while it
+ * reads, and one whose segments retention deletes under it. */
+static void test_follow(void)
+{
+	char dir[LOG_PATH_LEN];
+	struct log_retention_limits l = { .max_bytes = 1, .keep_from = UINT64_MAX };
+	const struct frame_header *h;
+	struct log_reader *r, *late;
+	uint64_t position;
+	struct tw w;
+	int i, rc;
+
+	path_in(dir, "follow");
+	tw_init(&w, dir, 2048, 16u << 10, 0, 1);
+	for (i = 0; i < 100; i++)
+		tw_record(&w, 1000);
+	CHECK(log_reader_open(&r, dir, UINT64_MAX) == 0, "open");
+	CHECK(log_reader_open(&late, dir, w.position) == 0, "open");
+	CHECK(read_all(r, &w, 0) == 100, "first part");
+	CHECK(read_all(late, &w, 0) == 100, "first part, end position");
+	for (i = 0; i < 300; i++) {
+		if (i % 50 == 7)
+			tw_gap(&w, 2, 128);
+		tw_record(&w, 1000);
+	}
+	CHECK(w.segment_count > 10, "only %d segments", w.segment_count);
+	CHECK(read_all(r, &w, 100) == w.count - 100, "what the writer added, new segments included");
+	CHECK(log_reader_next(late, &h, &position) == 0, "nothing past the end position");
+	log_reader_set_end(late, w.position);
+	CHECK(read_all(late, &w, 100) == w.count - 100, "the rest once the end moves");
+	log_reader_close(late);
+
+	/* Retention under readers: one that has not read yet finds its start
+	 * gone; one reading the first segment finishes it (its file is open)
+	 * and then finds the next one gone. */
+	CHECK(log_reader_open(&late, dir, UINT64_MAX) == 0, "open");
+	CHECK(log_reader_seek_seq(r, 1) == 0, "seek to the start");
+	CHECK(log_apply_retention(dir, &l, 0) == w.segment_count - 1, "retention");
+	rc = log_reader_next(late, &h, &position);
+	CHECK(rc == AGENTBUS_E_SEQ_GONE, "deleted under the reader: %s", agentbus_strerror(rc));
+	log_reader_close(late);
+	for (i = 0; i < 1000 && (rc = log_reader_next(r, &h, &position)) == 1; i++)
+		CHECK(w.frames[i].segment == 0, "frame %d of a deleted segment", i);
+	CHECK(rc == AGENTBUS_E_SEQ_GONE, "deleted under the reader: %s", agentbus_strerror(rc));
+	CHECK(w.frames[i].segment == 1, "stopped at frame %d, not at the first of segment 1", i);
+	CHECK(log_reader_seek_seq(r, w.segments[w.segment_count - 1].first_seq) == 0, "seek");
+	CHECK(read_all(r, &w, tw_find_seq(&w, w.segments[w.segment_count - 1].first_seq)) > 0,
+	      "the last segment");
+	log_reader_close(r);
+	tw_finish(&w);
+	free(w.frames);
+	tw_remove_dir(dir);
+}
+
 int main(void)
 {
 	char dir[LOG_PATH_LEN];
@@ -671,6 +725,7 @@ int main(void)
 	test_recover_clean(&w, dir);
 	test_recover_torn(&w, dir);
 	test_recover_empty_last(&w, dir);
+	test_follow();
 
 	tw_remove_dir(dir);
 	rmdir(root);
