@@ -228,6 +228,9 @@ static void print_stream(const char *name, const struct agentbus_stream_info *in
 	       " of %" PRIu64 " ring bytes in use, %u subscription%s\n",
 	       name, info->first_seq, info->next_seq - 1, info->gaps, info->ring_used,
 	       info->ring_size, info->subscriptions, info->subscriptions == 1 ? "" : "s");
+	if (info->written_seq > 1)
+		printf("  %-8s records %" PRIu64 "..%" PRIu64 " written to the log by the spill writer\n",
+		       "", info->log_first_seq, info->written_seq - 1);
 }
 
 /* Fill @info for stream @name; on failure say so and zero it. */
