@@ -328,6 +328,8 @@ static inline int stress_check_final(const struct stress_ctl *ctl, const struct 
 			return STRESS_FAIL(ck->who, "producer %u: last counter %" PRIu64
 					   ", published %" PRIu64, i, ck->counters[i],
 					   (uint64_t)atomic_load(&ctl->published[i]));
+	printf("%s: %" PRIu64 " records, %" PRIu64 " of them from the log\n", ck->who, st.delivered,
+	       st.from_log);
 	if (st.delivered != published + 1 || st.gaps != aborted)
 		return STRESS_FAIL(ck->who, "stats: delivered %" PRIu64 " gaps %" PRIu64
 				   "; want %" PRIu64 " and %" PRIu64, st.delivered, st.gaps,
@@ -379,6 +381,28 @@ static inline int64_t stress_publish_end(agentbus_stream *s)
 	struct agentbus_message m = t_msg(STRESS_END, NULL, 0);
 
 	return agentbus_publish(s, &m, 10000);
+}
+
+/*
+ * Create the stress stream. @mode is "block" (default: producers wait for
+ * the slowest checker, so every record is read from the ring) or "spill"
+ * (producers never wait for checkers; a checker that falls a ring behind
+ * reads on from the log). Fails the test on an unknown mode.
+ */
+static inline void stress_create_stream(agentbus_bus *bus, const char *name, uint64_t ring_size,
+					const char *mode)
+{
+	struct agentbus_stream_config cfg = {
+		.ring_size = ring_size,
+		.max_record = STRESS_MAX_RECORD,
+		.overflow = AGENTBUS_OVERFLOW_BLOCK,
+	};
+
+	if (mode && strcmp(mode, "spill") == 0)
+		cfg.overflow = AGENTBUS_OVERFLOW_SPILL;
+	else if (mode && strcmp(mode, "block") != 0)
+		t_fail(__FILE__, __LINE__, "unknown mode '%s' (block or spill)", mode);
+	T_OK(agentbus_stream_create(bus, name, &cfg));
 }
 
 /* Wait strategy of checker @i: each strategy gets exercised. */

@@ -9,6 +9,8 @@
  * connection to the bus, as a real client would; the control block lives in
  * memory shared through t_shared(). Set AGENTBUS_STRESS_SEED to replay a
  * run's random choices.
+ *
+ * Usage: test_stress [block|spill] (see stress_create_stream()).
  */
 #include "stress.h"
 
@@ -110,6 +112,7 @@ int main(int argc, char **argv)
 		{ "producer", producer_main },
 		{ "checker", checker_main },
 	};
+	const char *mode = argc > 1 ? argv[1] : "block";
 	unsigned seconds = t_stress_seconds(3);
 	pid_t producers[PRODUCERS], checkers[CHECKERS];
 	const char *seed_env = getenv("AGENTBUS_STRESS_SEED");
@@ -124,9 +127,9 @@ int main(int argc, char **argv)
 	ctl = t_shared(sizeof(*ctl));
 	ctl->producers = PRODUCERS;
 	ctl->seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
-	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producers, %d checkers\n",
-	       ctl->seed, seconds, PRODUCERS, CHECKERS);
-	t_create_stream(bus, STREAM, 1u << 20, STRESS_MAX_RECORD);
+	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producers, %d checkers, %s\n",
+	       ctl->seed, seconds, PRODUCERS, CHECKERS, mode);
+	stress_create_stream(bus, STREAM, 1u << 20, mode);
 
 	/* checkers first, so that none of them can miss seq 1 */
 	ctl->hard_end_ns = t_now_ns() + (seconds + 60) * 1000000000ull;

@@ -6,6 +6,8 @@
  * The producers share one stream handle, as the API allows; each checker
  * has its own subscription on it. Fewer workers than the process variant,
  * because under TSan every access costs many times more on 2 CPUs.
+ *
+ * Usage: test_stress_threads [block|spill] (see stress_create_stream()).
  */
 #include <pthread.h>
 
@@ -41,8 +43,9 @@ static void *checker_main(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	const char *mode = argc > 1 ? argv[1] : "block";
 	static struct stress_ctl ctl;
 	unsigned seconds = t_stress_seconds(2);
 	struct worker producers[PRODUCERS], checkers[CHECKERS];
@@ -55,10 +58,10 @@ int main(void)
 	bus = t_setup("stressthr");
 	ctl.producers = PRODUCERS;
 	ctl.seed = seed_env ? strtoull(seed_env, NULL, 0) : t_now_ns();
-	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producer threads, %d checker threads\n",
-	       ctl.seed, seconds, PRODUCERS, CHECKERS);
+	printf("seed %" PRIu64 " (AGENTBUS_STRESS_SEED), %u s, %d producer threads, %d checker threads, %s\n",
+	       ctl.seed, seconds, PRODUCERS, CHECKERS, mode);
 	/* smaller than the process variant: TSan makes each record slow */
-	t_create_stream(bus, STREAM, 256u << 10, STRESS_MAX_RECORD);
+	stress_create_stream(bus, STREAM, 256u << 10, mode);
 	s = t_open_stream(bus, STREAM);
 
 	ctl.hard_end_ns = t_now_ns() + (seconds + 90) * 1000000000ull;
