@@ -98,11 +98,16 @@ void log_reader_close(struct log_reader *reader);
 
 /* Position the reader at the frame holding @seq (the first frame if @seq is
  * older than the log holds: then AGENTBUS_E_SEQ_GONE is returned and the
- * reader is at the first frame). */
+ * reader is at the first frame; the end of the log if @seq is not written
+ * yet: log_reader_where() then says which seq comes next). Corrupt frames
+ * before @seq are stepped over; AGENTBUS_E_CORRUPT if @seq itself cannot be
+ * read (the reader is then past it, on the next good frame). */
 int log_reader_seek_seq(struct log_reader *reader, uint64_t seq);
 
 /* Position the reader at the first record with time >= @time_ns (in stream
- * order from the last index entry before it). */
+ * order from the last index entry before it). AGENTBUS_E_CORRUPT if a
+ * corrupt frame was met on the way (it might have been that record); the
+ * reader is then past it. */
 int log_reader_seek_time(struct log_reader *reader, uint64_t time_ns);
 
 /*
@@ -192,7 +197,7 @@ struct log_recovery {
 	uint64_t bytes;            /* bytes of .log files after recovery */
 	uint64_t truncated_bytes;  /* torn tail cut off (0 if none) */
 	uint64_t corrupt_frames;   /* bad frames in the middle, kept and reported */
-	uint64_t scanned_bytes;    /* bytes of frames read to find the end (tail only) */
+	uint64_t scanned_bytes;    /* bytes of .log files read to find the end (tail only) */
 	int empty;                 /* no segment at all */
 };
 

@@ -713,16 +713,29 @@ static int frame_reaches_time(const struct log_reader *r, uint64_t time_ns)
 	return (h->tag & FRAME_STATE_MASK) == FRAME_COMMITTED && h->time_ns >= time_ns;
 }
 
-/* Move forward frame by frame until @reached holds for the frame at the
- * reader (which is left on it), or to the end. */
+/*
+ * Move forward frame by frame until @reached holds for the frame at the
+ * reader (which is left on it), or to the end. A corrupt frame on the way
+ * is stepped over when @by_seq and the next good frame is still not past
+ * the target (the damage was before it); otherwise AGENTBUS_E_CORRUPT is
+ * returned with the reader on the next good frame, or set to look for one.
+ */
 static int reader_scan_to(struct log_reader *r, uint64_t target,
-			  int (*reached)(const struct log_reader *, uint64_t))
+			  int (*reached)(const struct log_reader *, uint64_t), int by_seq)
 {
 	uint64_t len, next;
 	int rc;
 
 	for (;;) {
 		rc = reader_load(r, &len, &next);
+		if (rc == AGENTBUS_E_CORRUPT) {
+			rc = reader_resync(r);
+			if (rc < 0)
+				return rc;
+			if (rc == 1 && by_seq && r->seq <= target)
+				continue;
+			return AGENTBUS_E_CORRUPT;
+		}
 		if (rc <= 0)
 			return rc;
 		if (reached(r, target))
@@ -815,7 +828,7 @@ int log_reader_seek_seq(struct log_reader *r, uint64_t seq)
 	rc = reader_place_in_segment(r, lo - 1, seq, index_search_seq);
 	if (rc)
 		return rc;
-	return reader_scan_to(r, seq, frame_reaches_seq);
+	return reader_scan_to(r, seq, frame_reaches_seq, 1);
 }
 
 /* Time of the first usable index entry of segment @i; 0 if none. */
@@ -866,5 +879,5 @@ int log_reader_seek_time(struct log_reader *r, uint64_t time_ns)
 		if (rc)
 			return rc;
 	}
-	return reader_scan_to(r, time_ns, frame_reaches_time);
+	return reader_scan_to(r, time_ns, frame_reaches_time, 0);
 }

@@ -296,7 +296,7 @@ static void test_corrupt_record(const struct tw *w, const char *dir)
 	char copy[LOG_PATH_LEN], log_path[LOG_PATH_LEN], needle[64];
 	struct log_reader *r;
 	size_t k = record_in(w, 1);
-	int rc;
+	int rc, i;
 
 	path_in(copy, "corrupt");
 	tw_copy_dir(dir, copy);
@@ -316,6 +316,9 @@ static void test_corrupt_record(const struct tw *w, const char *dir)
 	rc = log_reader_seek_seq(r, w->frames[k].seq);
 	CHECK(rc == AGENTBUS_E_CORRUPT, "seek onto the corrupt record: %s", agentbus_strerror(rc));
 	CHECK(read_all(r, w, k + 1) == w->count - k - 1, "frames after it, after the seek");
+	/* A seek past it steps over it (when the scan from the index crosses it). */
+	for (i = 1; i < 4; i++)
+		check_seek_seq(r, w, w->frames[k + (size_t)i].seq);
 	log_reader_close(r);
 	tw_remove_dir(copy);
 }

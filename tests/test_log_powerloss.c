@@ -95,6 +95,7 @@ struct damage {
 	uint64_t garbage;               /* bytes of garbage written at the cut */
 	uint64_t lo[MAX_DAMAGE], hi[MAX_DAMAGE]; /* byte ranges changed in place */
 	int ranges;
+	int index_damage;               /* 1: index cut, 2: garbage appended, 3: both */
 };
 
 static void path_in(char *out, const char *name)
@@ -138,6 +139,33 @@ static void random_bytes(unsigned char *b, size_t n)
 		b[i] = (unsigned char)(1 + rnd_below(255));
 }
 
+/* The index can lose its tail or gain garbage in a power loss too. */
+static void damage_index(const struct tw *w, const char *dir, struct damage *d)
+{
+	char log_path[LOG_PATH_LEN], index_path[LOG_PATH_LEN];
+	unsigned char junk[300];
+	struct stat st;
+	int fd;
+
+	log_segment_paths(dir, w->segments[w->segment_count - 1].base, log_path, index_path);
+	fd = open(index_path, O_RDWR);
+	if (fd < 0 || fstat(fd, &st) != 0)
+		tw_die("open index", -errno);
+	d->index_damage = (int)(1 + rnd_below(3));
+	if (d->index_damage & 1) /* cut anywhere, even inside an entry */
+		if (ftruncate(fd, (off_t)rnd_below((uint64_t)st.st_size + 1)) != 0)
+			tw_die("ftruncate index", -errno);
+	if (d->index_damage & 2) { /* zeros or garbage after it */
+		if (fstat(fd, &st) != 0)
+			tw_die("fstat", -errno);
+		memset(junk, 0, sizeof(junk));
+		if (rnd_below(2))
+			random_bytes(junk, sizeof(junk));
+		tw_pwrite(fd, junk, 1 + rnd_below(sizeof(junk)), (uint64_t)st.st_size);
+	}
+	close(fd);
+}
+
 static void damage(const struct tw *w, const char *dir, struct damage *d)
 {
 	int last = w->segment_count - 1, fd = open_segment(w, dir, last), k, seg;
@@ -146,6 +174,8 @@ static void damage(const struct tw *w, const char *dir, struct damage *d)
 
 	memset(d, 0, sizeof(*d));
 	d->mode = (char)('A' + rnd_below(4));
+	if (rnd_below(3) == 0)
+		damage_index(w, dir, d);
 	d->cut = base + rnd_below(w->position - base + 1);
 	if (d->mode == 'C') {
 		/* Overwrite [cut, cut + len) in place; nothing is removed. */
@@ -222,6 +252,33 @@ static size_t exact_end(const struct tw *w, const struct damage *d)
 	return k;
 }
 
+/* Seeks through the (recovered) index land on readable frames, stepping
+ * over any corruption before them. */
+static void check_seeks(const struct tw *w, const char *dir, const unsigned char *returned,
+			size_t end)
+{
+	const struct frame_header *h;
+	struct log_reader *r;
+	uint64_t position;
+	size_t k;
+	int i, rc;
+
+	if (end == 0 || log_reader_open(&r, dir, UINT64_MAX) != 0)
+		return;
+	for (i = 0; i < 8; i++) {
+		k = i == 0 ? end - 1 : rnd_below(end);
+		if (!returned[k])
+			continue;
+		rc = log_reader_seek_seq(r, w->frames[k].seq);
+		CHECK(rc == 0, "seek_seq(%" PRIu64 "): %s: %s", w->frames[k].seq, agentbus_strerror(rc),
+		      log_reader_error(r));
+		rc = log_reader_next(r, &h, &position);
+		CHECK(rc == 1 && position == w->frames[k].position, "seek_seq(%" PRIu64 ") lands wrong",
+		      w->frames[k].seq);
+	}
+	log_reader_close(r);
+}
+
 /* Read the recovered log back and check it (see the top of the file). */
 static void read_back(const struct tw *w, const char *dir, const struct damage *d,
 		      const struct log_recovery *out, size_t end, int *saw_corrupt)
@@ -285,8 +342,35 @@ static void read_back(const struct tw *w, const char *dir, const struct damage *
 		CHECK(seen || reports_with(needle), "unreadable seq %" PRIu64 " never named",
 		      w->frames[k].seq);
 	}
+	check_seeks(w, dir, returned, end);
 	free(returned);
 	free(named);
+}
+
+/* Every usable index entry of every segment names the frame written there. */
+static void check_index(const struct tw *w, const char *dir, const struct log_recovery *out)
+{
+	struct log_index_entry *entries;
+	struct log_segment *list;
+	size_t n, i, count, k;
+
+	if (log_segments_list(dir, &list, &n, NULL, NULL) != 0)
+		tw_die("list", -EIO);
+	for (i = 0; i < n; i++) {
+		if (log_index_load(&list[i], UINT64_MAX, &entries, NULL, &count) != 0)
+			tw_die("index", -EIO);
+		CHECK(count > 0 || list[i].file_size == LOG_HEADER_SIZE, "segment %zu has no index", i);
+		for (k = 0; k < count; k++) {
+			size_t f = tw_find_position(w, entries[k].position);
+
+			CHECK(entries[k].position < out->end_position && f != (size_t)-1 &&
+			      f < w->count && w->frames[f].seq == entries[k].seq,
+			      "index entry seq %" PRIu64 " position %" PRIu64 " is wrong",
+			      entries[k].seq, entries[k].position);
+		}
+		free(entries);
+	}
+	free(list);
 }
 
 static int verify_count(const char *dir)
@@ -344,6 +428,7 @@ static void run_case(const struct tw *w, const char *original, const char *copy,
 	CHECK(out.scanned_bytes <= bound, "scanned %" PRIu64 " bytes", out.scanned_bytes);
 
 	read_back(w, copy, &d, &out, end, &saw_corrupt);
+	check_index(w, copy, &out);
 	reader_corrupt_cases += saw_corrupt;
 	kept_corrupt_cases += out.corrupt_frames > 0;
 	cut_cases += out.truncated_bytes > 0;
