@@ -104,6 +104,19 @@ void stream_unmap(agentbus_stream *stream);
 int stream_validate(const struct stream_control *control, const struct shm_mapping *map);
 uint64_t stream_floor_seq(agentbus_stream *stream, uint64_t floor, union pair64 tail);
 
+/*
+ * Code that reads frames it does not hold back (a following reader, the
+ * daemon inspecting frames in flight) races by design with producers reusing
+ * the ring a lap later; it copies what it reads and decides with checks or
+ * CASes that a stale view can only fail. ThreadSanitizer is told not to look
+ * at those reads (and only at those), so that it checks everything else.
+ */
+#ifdef __SANITIZE_THREAD__
+#define RACY_READER __attribute__((noinline, no_sanitize_thread))
+#else
+#define RACY_READER inline
+#endif
+
 static inline struct frame_header *frame_at(agentbus_stream *stream, uint64_t position)
 {
 	return (struct frame_header *)(stream->ring + (position & stream->ring_mask));

@@ -422,10 +422,16 @@ static int64_t publish_records(agentbus_stream *stream, const struct agentbus_me
 int64_t agentbus_publish_durable(agentbus_stream *stream, const struct agentbus_message *messages,
 				 size_t count, int timeout_ms, enum agentbus_durability durability)
 {
-	uint64_t deadline = deadline_after(timeout_ms);
-	int64_t first = publish_records(stream, messages, count, timeout_ms);
+	uint64_t deadline;
+	int64_t first;
 	int err;
 
+	if (durability == AGENTBUS_DURABILITY_DEFAULT && stream)
+		durability = stream->durability;
+	if (durability == AGENTBUS_DURABILITY_MEMORY)
+		return publish_records(stream, messages, count, timeout_ms); /* no clock read */
+	deadline = deadline_after(timeout_ms);
+	first = publish_records(stream, messages, count, timeout_ms);
 	if (first < 0)
 		return first;
 	err = wait_durable_until(stream, (uint64_t)first + count - 1, durability, deadline);

@@ -127,15 +127,25 @@ static int maybe_lapped(agentbus_sub *sub, uint64_t p)
 }
 
 /* Copy a frame that a producer may be overwriting right now: the bytes may
- * be torn, which the caller detects (L1); so the race is expected and the
- * thread sanitizer is told not to look. */
-__attribute__((no_sanitize_thread)) static void copy_racy(void *to, const void *from, uint64_t len)
+ * be torn, which the caller detects (L1). */
+static RACY_READER void copy_racy(void *to, const void *from, uint64_t len)
 {
 	const volatile uint64_t *src = from;
 	uint64_t *dst = to, i;
 
 	for (i = 0; i < len / 8; i++)
 		dst[i] = src[i];
+}
+
+/* The probe of a following reader (see RACY_READER): L1 makes what it
+ * reads safe to use. */
+/* The frame's tag (C1') and, as a hint for how much to copy, its length. */
+static RACY_READER uint64_t probe_frame(const struct frame_header *h, uint64_t *frame_len)
+{
+	uint64_t tag = load_acquire(&h->tag);
+
+	*frame_len = h->frame_len;
+	return tag;
 }
 
 /* Room for @len bytes in the arena; NULL if the records already returned by
@@ -210,10 +220,11 @@ static int ring_next_following(agentbus_sub *sub, struct agentbus_record *rec)
 	struct frame_header *h = frame_at(stream, p), *copy;
 	int err;
 
-	tag = load_acquire(&h->tag); /* C1' */
+	tag = probe_frame(h, &len); /* C1' */
 	if (tag != frame_tag(p, FRAME_COMMITTED) && tag != frame_tag(p, FRAME_GAP))
 		return maybe_lapped(sub, p) ? lapped(sub) : STEP_NOTHING;
-	len = tag == frame_tag(p, FRAME_GAP) ? sizeof(*h) : h->frame_len;
+	if (tag == frame_tag(p, FRAME_GAP))
+		len = sizeof(*h);
 	if (len < FRAME_ALIGN || len % FRAME_ALIGN || len > stream->max_frame)
 		len = sizeof(*h); /* maybe torn: the check below decides */
 	copy = (struct frame_header *)arena_take(sub, len);

@@ -24,14 +24,35 @@
 
 #include "bus/daemon.h"
 
+/* A copy of the header at @position (see RACY_READER): the tag first, then
+ * the seq, each with acquire (so the marks written before it are seen). */
+static RACY_READER void snapshot(agentbus_stream *s, uint64_t position, struct frame_header *out)
+{
+	const struct frame_header *h = frame_at(s, position);
+
+	out->tag = load_acquire(&h->tag);
+	out->seq = load_acquire(&h->seq);
+	out->owner = h->owner;
+	out->frame_len = h->frame_len;
+	out->gap_first_seq = h->gap_first_seq;
+}
+
+/* Gap fields of a frame whose producer is dead, or racing us to a CAS that
+ * only one wins: the fields are read only if the gap's CAS wins. */
+static RACY_READER void write_gap_fields(struct frame_header *h, uint64_t len, uint64_t seq,
+					 uint64_t count)
+{
+	h->gap_frame_len = (uint32_t)len;
+	h->gap_first_seq = seq;
+	h->gap_seq_count = (uint32_t)count;
+}
+
 static void make_gap(struct agentbus_daemon *d, agentbus_stream *s, uint64_t position,
 		     uint64_t observed_tag, uint64_t len, uint64_t seq, uint64_t count)
 {
 	struct frame_header *h = frame_at(s, position);
 
-	h->gap_frame_len = (uint32_t)len;
-	h->gap_first_seq = seq;
-	h->gap_seq_count = (uint32_t)count;
+	write_gap_fields(h, len, seq, count);
 	/* Release of the gap fields to readers (pairs with C1' in subscribe.c). */
 	if (!cas64(&h->tag, &observed_tag, frame_tag(position, FRAME_GAP)))
 		return; /* the producer was alive and got there first */
@@ -52,14 +73,12 @@ static int sane_length(agentbus_stream *s, uint64_t position, uint64_t len, uint
 /* The sequence number a frame at @p is marked with, or 0 if it is not marked. */
 static uint64_t marked_seq(agentbus_stream *s, uint64_t p)
 {
-	struct frame_header *h = frame_at(s, p);
-	uint64_t tag = load_acquire(&h->tag);
+	struct frame_header h;
 
-	if (tag == frame_tag(p, FRAME_GAP))
-		return h->gap_first_seq;
-	if (tag == frame_tag(p, FRAME_CLAIMED) || tag == frame_tag(p, FRAME_COMMITTED))
-		return h->seq;
-	return load_acquire(&h->seq); /* a copy in progress: marks without a tag */
+	snapshot(s, p, &h);
+	if (h.tag == frame_tag(p, FRAME_GAP))
+		return h.gap_first_seq;
+	return h.seq; /* records, claims, and copies in progress (marks, no tag) */
 }
 
 /*
@@ -94,15 +113,16 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 			   uint64_t position, uint64_t seq, uint64_t tag, union pair64 tail)
 {
 	struct stuck_frame *stuck = &w->stuck[slot];
-	struct frame_header *h = frame_at(w->stream, position);
 	uint64_t now = monotonic_ns(), end, count;
+	struct frame_header h;
 	int timed_out;
 
-	/* Acquire: pairs with the release of seq in write_marks(). */
-	if (load_acquire(&h->seq) == seq) {
-		if (!daemon_client_alive(d, h->owner) &&
-		    sane_length(w->stream, position, h->frame_len, tail.lo))
-			make_gap(d, w->stream, position, tag, h->frame_len, seq, 1);
+	/* The seq's acquire pairs with its release in write_marks(). */
+	snapshot(w->stream, position, &h);
+	if (h.seq == seq) {
+		if (!daemon_client_alive(d, h.owner) &&
+		    sane_length(w->stream, position, h.frame_len, tail.lo))
+			make_gap(d, w->stream, position, tag, h.frame_len, seq, 1);
 		return; /* a live producer is copying its record */
 	}
 	if (stuck->position != position || stuck->since_ns == 0) {
@@ -133,7 +153,7 @@ static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, u
 {
 	agentbus_stream *s = w->stream;
 	union pair64 tail = load128(&s->control->tail);
-	struct frame_header *h;
+	struct frame_header h;
 	uint64_t tag;
 	uint64_t limit = load_acquire(&s->control->limit.lo);
 
@@ -142,18 +162,18 @@ static void inspect_frame(struct agentbus_daemon *d, struct watched_stream *w, u
 	if (position >= tail.lo || position % FRAME_ALIGN ||
 	    (limit > s->ring_size && position < limit - s->ring_size))
 		return;
-	h = frame_at(s, position);
-	tag = load_acquire(&h->tag); /* sees owner/frame_len/seq written before CLAIMED */
+	snapshot(s, position, &h); /* the tag's acquire: sees the marks written before CLAIMED */
+	tag = h.tag;
 	if (tag == frame_tag(position, FRAME_COMMITTED) || tag == frame_tag(position, FRAME_GAP))
 		return;
 	if (tag != frame_tag(position, FRAME_CLAIMED)) {
 		unmarked_frame(d, w, slot, position, seq, tag, tail);
 		return;
 	}
-	if (daemon_client_alive(d, h->owner))
+	if (daemon_client_alive(d, h.owner))
 		return;
-	if (sane_length(s, position, h->frame_len, tail.lo) && h->seq == seq)
-		make_gap(d, s, position, tag, h->frame_len, seq, 1);
+	if (sane_length(s, position, h.frame_len, tail.lo) && h.seq == seq)
+		make_gap(d, s, position, tag, h.frame_len, seq, 1);
 }
 
 /* A slot of a dead client holds producers back: free it. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,7 @@ static int init_file(int fd, size_t control_size, size_t ring_size,
 	if (err)
 		return err;
 	init(m.control, arg);
-	shm_segment_unmap(&m);
+	munmap(m.control, control_size + 2 * ring_size); /* private: not shared yet */
 	return 0;
 }
 
@@ -119,6 +120,66 @@ int shm_segment_create(const char *dir, const char *name, size_t control_size,
 	return err;
 }
 
+/*
+ * Every handle on a segment in one process shares one mapping, counted. An
+ * application with an embedded daemon would otherwise see the same memory at
+ * two addresses (the daemon's and its own), pay the pre-faulting twice, and
+ * leave ThreadSanitizer unable to pair an acquire at one address with a
+ * release at the other.
+ */
+struct shared_map {
+	dev_t dev;
+	ino_t ino;
+	struct shm_mapping map;
+	int populated;
+	unsigned refs;
+	struct shared_map *next;
+};
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_map *shared_maps;
+
+static struct shared_map *find_shared(dev_t dev, ino_t ino, size_t control_size)
+{
+	struct shared_map *m;
+
+	for (m = shared_maps; m; m = m->next)
+		if (m->dev == dev && m->ino == ino && m->map.control_size == control_size)
+			return m;
+	return NULL;
+}
+
+static int share_map(int fd, const struct stat *st, size_t control_size, size_t ring_size,
+		     int populate, struct shm_mapping *mapping)
+{
+	struct shared_map *m;
+	int err = 0;
+
+	pthread_mutex_lock(&shared_lock);
+	m = find_shared(st->st_dev, st->st_ino, control_size);
+	if (m) {
+		if (populate && !m->populated)
+			m->populated = madvise(m->map.control, control_size + 2 * ring_size,
+					       MADV_POPULATE_WRITE) == 0;
+	} else if (!(m = calloc(1, sizeof(*m)))) {
+		err = -ENOMEM;
+	} else if ((err = map_double(fd, control_size, ring_size, populate, &m->map)) != 0) {
+		free(m);
+	} else {
+		m->dev = st->st_dev;
+		m->ino = st->st_ino;
+		m->populated = populate;
+		m->next = shared_maps;
+		shared_maps = m;
+	}
+	if (!err) {
+		m->refs++;
+		*mapping = m->map;
+	}
+	pthread_mutex_unlock(&shared_lock);
+	return err;
+}
+
 int shm_segment_map(const char *path, size_t control_size, int populate,
 		    struct shm_mapping *mapping)
 {
@@ -140,15 +201,29 @@ int shm_segment_map(const char *path, size_t control_size, int populate,
 		close(fd);
 		return -EINVAL;
 	}
-	err = map_double(fd, control_size, ring_size, populate, mapping);
+	err = share_map(fd, &st, control_size, ring_size, populate, mapping);
 	close(fd);
 	return err;
 }
 
 void shm_segment_unmap(struct shm_mapping *mapping)
 {
-	if (mapping->control)
-		munmap(mapping->control, mapping->control_size + 2 * mapping->ring_size);
+	struct shared_map **link, *m;
+
+	if (!mapping->control)
+		return;
+	pthread_mutex_lock(&shared_lock);
+	for (link = &shared_maps; (m = *link) != NULL; link = &m->next) {
+		if (m->map.control != mapping->control)
+			continue;
+		if (--m->refs == 0) {
+			*link = m->next;
+			munmap(m->map.control, m->map.control_size + 2 * m->map.ring_size);
+			free(m);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&shared_lock);
 	mapping->control = NULL;
 	mapping->ring = NULL;
 }

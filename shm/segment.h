@@ -39,7 +39,8 @@ int shm_segment_create(const char *dir, const char *name, size_t control_size,
 		       size_t ring_size, void (*init)(void *control, void *arg), void *arg);
 
 /*
- * Map segment @path whose control area has @control_size bytes; the ring size
+ * Map segment @path (one mapping per segment per process, shared by every
+ * handle and counted) whose control area has @control_size bytes; the ring size
  * is what follows it in the file and must be a power of two. @populate
  * pre-faults every page (11.8 us each on first touch, so the data path never
  * pays it); a quick look at the control area passes 0. Returns 0, or -ENOENT,
