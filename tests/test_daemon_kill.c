@@ -1,0 +1,461 @@
+/*
+ * test_daemon_kill.c - SIGKILL of the daemon under load, then a restart
+ * (issue 3, point 5a): every record whose publish returned WRITTEN or
+ * SYNCED is in the log, in order and intact, and the stream goes on after
+ * it.
+ *
+ * Everything is a separate process, this program re-executed with a role:
+ * the daemon (agentbus_daemon_start, then waits for SIGTERM) and producers
+ * that publish at WRITTEN and SYNCED and, only once a publish has returned
+ * success, append its seq, key, length and payload hash to a file of their
+ * own (O_APPEND; this process outlives them, so no fsync is needed). Each
+ * round the test kills the daemon with SIGKILL while they publish, then the
+ * producers, and starts a new daemon on the same bus and data directory. In
+ * most rounds shared memory survives and the new daemon adopts the rings; in
+ * every other one it is removed first, as a reboot would (the data directory
+ * stays). After each restart the logs are replayed from their files and
+ * every acknowledged record is looked up there; a new publish must take the
+ * next sequence number. At the end agentbus_verify() must find no problem.
+ *
+ * AGENTBUS_KILL_ROUNDS sets the rounds (default 5); AGENTBUS_TEST_SEED
+ * repeats a run's random timings.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "durability.h"
+
+#define STREAM_BATCH "kill-b"   /* fsync batch: WRITTEN and SYNCED producers */
+#define STREAM_NEVER "kill-n"   /* fsync never: WRITTEN producers */
+#define PRODUCER_COUNT 4
+#define MIN_ACKS 20             /* each producer's, before the daemon is killed */
+#define ROUND_BASE 1000000u     /* key index of round r starts at r * ROUND_BASE */
+#define MAX_LEN 2000
+
+/* One acknowledged publish, as a producer records it. */
+struct ack {
+	uint64_t seq;
+	uint64_t key;
+	uint64_t hash;      /* t_fnv1a() of the payload */
+	uint32_t len;       /* payload bytes */
+	uint32_t level;     /* enum agentbus_durability it returned at */
+};
+
+/* Producer p: its stream and level (0 = WRITTEN and SYNCED by turns). */
+static const struct {
+	const char *stream;
+	enum agentbus_durability level;
+} producer_plan[PRODUCER_COUNT + 1] = {
+	{ NULL, 0 }, /* 0: the test itself, publishing after each restart */
+	{ STREAM_BATCH, AGENTBUS_DURABILITY_WRITTEN },
+	{ STREAM_BATCH, AGENTBUS_DURABILITY_SYNCED },
+	{ STREAM_BATCH, 0 },
+	{ STREAM_NEVER, AGENTBUS_DURABILITY_WRITTEN },
+};
+
+static const char *streams[] = { STREAM_BATCH, STREAM_NEVER };
+
+/* <data dir>/acks-<producer>-<stream>: where acks of that pair go. */
+static void ack_path(char *out, size_t len, uint32_t producer, const char *stream)
+{
+	snprintf(out, len, "%s/acks-%u-%s", getenv("AGENTBUS_DATA"), producer, stream);
+}
+
+static void append_ack(int fd, const struct ack *a)
+{
+	if (write(fd, a, sizeof(*a)) != (ssize_t)sizeof(*a)) {
+		fprintf(stderr, "cannot record an ack: %s\n", strerror(errno));
+		_exit(T_FAIL);
+	}
+}
+
+/* Open the bus, waiting (bounded) for a daemon that is starting. */
+static int open_bus(const char *name, agentbus_bus **bus, uint64_t timeout_ms)
+{
+	struct t_deadline d = t_deadline_ms(timeout_ms);
+	int r;
+
+	while ((r = agentbus_open(bus, name)) == AGENTBUS_E_NO_DAEMON && !t_expired(&d))
+		t_sleep_us(5000);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Children                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The daemon: serve until SIGTERM. @arg is the data directory. */
+static int role_daemon(const char *arg)
+{
+	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name, .data_dir = arg };
+	agentbus_daemon *daemon;
+	sigset_t set;
+	int sig, r;
+
+	/* Blocked before the daemon's threads exist, so they inherit it. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
+	r = agentbus_daemon_start(&daemon, &cfg);
+	if (r < 0) {
+		fprintf(stderr, "daemon child: start: %d (%s): %s\n", r, agentbus_strerror(r),
+			agentbus_last_error());
+		return T_FAIL;
+	}
+	sigwait(&set, &sig);
+	agentbus_daemon_stop(daemon);
+	return T_PASS;
+}
+
+/* Errors a producer may get because the daemon was killed under it. */
+static bool daemon_death_error(int64_t r)
+{
+	return r == AGENTBUS_E_NO_DAEMON || r == AGENTBUS_E_REVOKED ||
+	       r == AGENTBUS_E_BACKPRESSURE || r == AGENTBUS_E_TIMEOUT;
+}
+
+/*
+ * A producer: @arg is "ID INDEX0". Publishes records d_key(ID, INDEX0 + i)
+ * at its plan's level until killed (or 60 s), recording each success.
+ */
+static int role_producer(const char *arg)
+{
+	unsigned char payload[MAX_LEN + 8];
+	struct agentbus_message m;
+	struct t_deadline d = t_deadline_ms(60000);
+	agentbus_stream *stream;
+	agentbus_bus *bus;
+	uint32_t id, index0, i;
+	char path[512];
+	int fd, r;
+
+	if (sscanf(arg, "%u %u", &id, &index0) != 2 || id == 0 || id > PRODUCER_COUNT)
+		return T_FAIL;
+	ack_path(path, sizeof(path), id, producer_plan[id].stream);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	r = fd < 0 ? -errno : open_bus(t_state.bus_name, &bus, 10000);
+	if (r == 0)
+		r = agentbus_stream_open(bus, producer_plan[id].stream, &stream);
+	if (r < 0) {
+		fprintf(stderr, "producer %u: %d (%s): %s\n", id, r, agentbus_strerror(r),
+			agentbus_last_error());
+		return T_FAIL;
+	}
+	for (i = 0; !t_expired(&d); i++) {
+		uint64_t key = d_key(id, index0 + i);
+		size_t len = d_len(key, MAX_LEN);
+		enum agentbus_durability level = producer_plan[id].level;
+		int64_t seq;
+
+		if (!level)
+			level = i % 2 ? AGENTBUS_DURABILITY_SYNCED : AGENTBUS_DURABILITY_WRITTEN;
+		d_fill(payload, len, key);
+		m = t_msg("kill.rec", payload, len);
+		seq = agentbus_publish_durable(stream, &m, 1, T_WAIT_MS, level);
+		if (seq > 0) {
+			append_ack(fd, &(struct ack){ (uint64_t)seq, key, t_fnv1a(payload, len),
+						      (uint32_t)len, level });
+			continue;
+		}
+		if (daemon_death_error(seq))
+			return T_PASS;
+		fprintf(stderr, "producer %u: publish: %" PRId64 " (%s): %s\n", id, seq,
+			agentbus_strerror((int)seq), agentbus_last_error());
+		return T_FAIL;
+	}
+	return T_PASS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking the log                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* What the replay of one stream's log found, by seq. */
+struct log_view {
+	uint64_t end;        /* one past the highest seq the arrays cover */
+	uint64_t *key;       /* 0 where no record */
+	uint64_t *hash;
+	uint32_t *len;
+	uint64_t records;
+	uint64_t last_seq;   /* of the last record */
+};
+
+/* Replay all of @name's log from its files: in order, intact. */
+static void replay_all(const char *name, uint64_t end, struct log_view *v)
+{
+	struct agentbus_replay_config cfg = { .start = AGENTBUS_START_OLDEST };
+	struct agentbus_record rec;
+	agentbus_replay *replay = NULL;
+	uint64_t key;
+	int r;
+
+	*v = (struct log_view){ .end = end };
+	v->key = calloc(end, sizeof(*v->key));
+	v->hash = calloc(end, sizeof(*v->hash));
+	v->len = calloc(end, sizeof(*v->len));
+	T_ASSERT(v->key && v->hash && v->len);
+	T_OK(agentbus_replay_open(NULL, name, &cfg, &replay));
+	while ((r = agentbus_replay_next(replay, &rec)) == 1) {
+		T_ASSERTF(rec.seq > v->last_seq, "log of '%s': seq %" PRIu64 " after %" PRIu64, name,
+			  rec.seq, v->last_seq);
+		T_ASSERTF(rec.seq < end, "log of '%s': seq %" PRIu64 " but next_seq is %" PRIu64, name,
+			  rec.seq, end);
+		T_ASSERTF(d_intact(rec.payload, rec.payload_len, &key),
+			  "log of '%s': seq %" PRIu64 " has a damaged payload", name, rec.seq);
+		v->key[rec.seq] = key;
+		v->hash[rec.seq] = t_fnv1a(rec.payload, rec.payload_len);
+		v->len[rec.seq] = rec.payload_len;
+		v->last_seq = rec.seq;
+		v->records++;
+	}
+	agentbus_replay_close(replay);
+	T_ASSERTF(r == 0, "replay of '%s' stopped after seq %" PRIu64 ": %d (%s)", name, v->last_seq,
+		  r, agentbus_strerror(r));
+}
+
+static void view_free(struct log_view *v)
+{
+	free(v->key);
+	free(v->hash);
+	free(v->len);
+}
+
+/* Every ack of @producer on @name is in @v. Returns how many there were. */
+static uint64_t check_acks(const char *name, uint32_t producer, const struct log_view *v,
+			   const struct agentbus_stream_info *info)
+{
+	char path[512];
+	struct ack a;
+	uint64_t n = 0, prev = 0;
+	FILE *f;
+
+	ack_path(path, sizeof(path), producer, name);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fread(&a, sizeof(a), 1, f) == 1) {
+		bool lost = info->lost_first_seq && a.seq >= info->lost_first_seq &&
+			    a.seq <= info->lost_last_seq;
+
+		T_ASSERTF(a.seq > prev, "producer %u: acks out of order (%" PRIu64 " after %" PRIu64 ")",
+			  producer, a.seq, prev);
+		T_ASSERTF(a.seq < v->end && v->key[a.seq] == a.key,
+			  "stream '%s': seq %" PRIu64 " (producer %u, key %" PRIx64 ", acked %s) is %s"
+			  "%s", name, a.seq, producer, a.key, a.level == AGENTBUS_DURABILITY_SYNCED ?
+			  "synced" : "written", a.seq < v->end && v->key[a.seq] ?
+			  "another record in the log" : "missing from the log",
+			  lost ? " (reported lost)" : "");
+		T_ASSERTF(v->hash[a.seq] == a.hash && v->len[a.seq] == a.len,
+			  "stream '%s': seq %" PRIu64 " differs from what was acked", name, a.seq);
+		prev = a.seq;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static void print_problem(void *arg, const struct agentbus_problem *p)
+{
+	(void)arg;
+	fprintf(stderr, "verify: stream '%s' segment %s offset %" PRIu64 " seq %" PRIu64 ": %s\n",
+		p->stream, p->segment, p->file_offset, p->seq, p->what);
+}
+
+/* Wait (bounded) until the restarted daemon has written all @s holds. */
+static struct agentbus_stream_info wait_spilled(agentbus_stream *s, const char *name)
+{
+	struct t_deadline d = t_deadline_ms(20000);
+	struct agentbus_stream_info info;
+
+	for (;;) {
+		info = d_stat(s);
+		if (info.written_seq >= info.next_seq)
+			return info;
+		T_ASSERTF(!t_expired(&d), "stream '%s': written_seq %" PRIu64 " of %" PRIu64
+			  " after the restart (spill_error %d)", name, info.written_seq,
+			  info.next_seq, info.spill_error);
+		t_sleep_us(5000);
+	}
+}
+
+/*
+ * After a restart: every acked record of @name is in its log, and a new
+ * publish takes the next sequence number (recorded as producer 0's ack).
+ */
+static void check_stream(agentbus_bus *bus, const char *name, unsigned round)
+{
+	struct agentbus_stream_info info;
+	struct log_view v;
+	agentbus_stream *s = t_open_stream(bus, name);
+	uint64_t acks = 0, key = d_key(0, round);
+	char path[512];
+	int64_t seq;
+	int fd;
+
+	info = wait_spilled(s, name);
+	if (info.lost_first_seq)
+		printf("# round %u: stream '%s' reports seqs %" PRIu64 "-%" PRIu64 " lost\n", round,
+		       name, info.lost_first_seq, info.lost_last_seq);
+	T_EQ(info.spill_error, 0);
+	T_EQ(info.log_first_seq, 1);
+	replay_all(name, info.next_seq, &v);
+	for (uint32_t p = 0; p <= PRODUCER_COUNT; p++)
+		if (p == 0 || strcmp(producer_plan[p].stream, name) == 0)
+			acks += check_acks(name, p, &v, &info);
+	printf("# round %u: '%s': %" PRIu64 " acked records all in a log of %" PRIu64
+	       " records (next seq %" PRIu64 ")\n", round, name, acks, v.records, info.next_seq);
+
+	/* The sequence goes on after everything there is. */
+	seq = T_OK(d_publish(s, "kill.next", key, 100, AGENTBUS_DURABILITY_WRITTEN, T_WAIT_MS));
+	T_EQ(seq, info.next_seq);
+	T_ASSERT((uint64_t)seq > v.last_seq);
+	{
+		unsigned char payload[100];
+
+		d_fill(payload, sizeof(payload), key);
+		ack_path(path, sizeof(path), 0, name);
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		T_ASSERT(fd >= 0);
+		append_ack(fd, &(struct ack){ (uint64_t)seq, key, t_fnv1a(payload, 100), 100,
+					      AGENTBUS_DURABILITY_WRITTEN });
+		close(fd);
+	}
+	view_free(&v);
+	agentbus_stream_close(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rounds                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Start a daemon process and connect to it. */
+static pid_t start_daemon(agentbus_bus **bus)
+{
+	pid_t pid = t_spawn("daemon", t_state.data_dir);
+	int r = open_bus(t_state.bus_name, bus, 20000);
+
+	T_ASSERTF(r == 0, "no daemon after a restart: %d (%s)", r, agentbus_strerror(r));
+	return pid;
+}
+
+/* Acks recorded so far by @producer. */
+static uint64_t acks_of(uint32_t producer)
+{
+	char path[512];
+	struct stat st;
+
+	ack_path(path, sizeof(path), producer, producer_plan[producer].stream);
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size / sizeof(struct ack) : 0;
+}
+
+/* Kill @pid; it must have been running, or have stopped for a reason we accept. */
+static void kill_producer(pid_t pid, uint32_t id)
+{
+	int status;
+
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	t_forget_child(pid);
+	T_ASSERTF(!WIFEXITED(status) || WEXITSTATUS(status) == T_PASS,
+		  "producer %u exited with %d (see its message above)", id, WEXITSTATUS(status));
+}
+
+/* Remove the bus's shared memory, as a reboot would; the logs stay. */
+static void reboot(void)
+{
+	const char *base = getenv("AGENTBUS_SHM_DIR");
+	char dir[512], fallback[64];
+
+	snprintf(fallback, sizeof(fallback), "/dev/shm/agentbus-%u", (unsigned)getuid());
+	snprintf(dir, sizeof(dir), "%s/%s", base && *base ? base : fallback, t_state.bus_name);
+	T_ASSERTF(access(dir, F_OK) == 0, "no shared memory at %s", dir);
+	nftw(dir, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	T_ASSERTF(access(dir, F_OK) != 0, "cannot remove %s", dir);
+}
+
+/* One round: producers under load, SIGKILL of @daemon, maybe a reboot. */
+static void run_round(unsigned round, uint64_t *rng, pid_t daemon)
+{
+	pid_t producers[PRODUCER_COUNT + 1];
+	struct t_deadline d = t_deadline_ms(30000);
+	char arg[64];
+	bool rebooted = round % 2 == 1;
+	uint64_t extra_ms = 20 + t_rand(rng) % 300;
+
+	for (uint32_t p = 1; p <= PRODUCER_COUNT; p++) {
+		snprintf(arg, sizeof(arg), "%u %u", p, round * ROUND_BASE);
+		producers[p] = t_spawn("producer", arg);
+	}
+	/* Under load: every producer has had publishes acknowledged. */
+	for (uint32_t p = 1; p <= PRODUCER_COUNT; p++) {
+		uint64_t want = acks_of(p) + MIN_ACKS;
+
+		while (acks_of(p) < want) {
+			T_ASSERTF(!t_expired(&d), "producer %u: fewer than %u acks in 30 s", p, MIN_ACKS);
+			t_sleep_us(2000);
+		}
+	}
+	t_sleep_us(extra_ms * 1000);
+
+	t_kill_child(daemon);
+	t_sleep_us(t_rand(rng) % 5000);
+	for (uint32_t p = 1; p <= PRODUCER_COUNT; p++)
+		kill_producer(producers[p], p);
+	printf("# round %u: daemon killed after %" PRIu64 " ms more%s\n", round, extra_ms,
+	       rebooted ? "; reboot (shared memory removed)" : "");
+	if (rebooted)
+		reboot();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct t_role roles[] = { { "daemon", role_daemon },
+					       { "producer", role_producer } };
+	struct agentbus_stream_config batch = { .ring_size = 1u << 20, .segment_size = 1u << 20,
+						.fsync = AGENTBUS_FSYNC_BATCH };
+	struct agentbus_stream_config never = { .ring_size = 256u << 10, .segment_size = 1u << 20,
+						.fsync = AGENTBUS_FSYNC_NEVER };
+	const char *env = getenv("AGENTBUS_KILL_ROUNDS");
+	unsigned rounds = env && atoi(env) > 0 ? (unsigned)atoi(env) : 5;
+	const char *seed_env = getenv("AGENTBUS_TEST_SEED");
+	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	uint64_t rng = seed | 1;
+	agentbus_bus *bus;
+	pid_t daemon;
+	int status, problems;
+
+	t_child_dispatch(argc, argv, roles, 2);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("# seed %" PRIu64 " (AGENTBUS_TEST_SEED), %u rounds\n", seed, rounds);
+	t_state.owner = getpid();
+	t_make_data_dir();
+	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), "kill");
+	setenv("AGENTBUS_BUS", t_state.bus_name, 1);
+	agentbus_bus_destroy(t_state.bus_name);
+
+	daemon = start_daemon(&bus);
+	d_create(bus, STREAM_BATCH, &batch);
+	d_create(bus, STREAM_NEVER, &never);
+	agentbus_close(bus);
+	for (unsigned round = 0; round < rounds; round++) {
+		run_round(round, &rng, daemon);
+		daemon = start_daemon(&bus);
+		for (size_t i = 0; i < 2; i++)
+			check_stream(bus, streams[i], round);
+		agentbus_close(bus);
+		printf("ok - round %u\n", round);
+	}
+
+	/* A clean stop, then every segment of every log must check out. */
+	kill(daemon, SIGTERM);
+	status = t_wait_child(daemon, 20000);
+	T_ASSERTF(status == T_PASS, "the last daemon ended with %d on SIGTERM", status);
+	problems = agentbus_verify(t_state.bus_name, t_state.data_dir, NULL, print_problem, NULL);
+	T_ASSERTF(problems == 0, "agentbus_verify found %d problem(s) (%s)", problems,
+		  problems < 0 ? agentbus_strerror(problems) : "see agentbus verify");
+	return t_done();
+}
