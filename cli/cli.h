@@ -14,6 +14,7 @@
 #define AGENTBUS_CLI_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +84,11 @@ int cli_open_stream(const struct cli_ctx *ctx, agentbus_bus *bus, const char *na
 int cli_parse_u64(const char *text, uint64_t *value);
 int cli_parse_size(const char *text, uint64_t *value);
 int cli_parse_seconds(const char *text, int64_t *ms);
+int cli_parse_duration(const char *text, uint64_t *ns);
+int cli_parse_time(const char *text, uint64_t *ns);
+int cli_parse_durability(const char *text, enum agentbus_durability *durability);
+const char *cli_durability_name(enum agentbus_durability durability);
+int cli_data_dir(const struct cli_ctx *ctx, const char *given, char *out, size_t size);
 
 /* format.c */
 bool cli_utf8_valid(const void *data, size_t len);
@@ -94,10 +100,21 @@ void cli_print_base64(FILE *out, const void *data, size_t len);
 void cli_format_time(char *buf, size_t size, uint64_t time_ns);
 void cli_format_size(char *buf, size_t size, uint64_t bytes);
 
+/* record.c: printing records (sub, replay) and stopping on a signal */
+#define CLI_GO_ON (-1) /* cli_flush_output(): all is well, go on */
+
+extern volatile sig_atomic_t cli_stop_requested;
+
+void cli_install_stop_signals(void);
+void cli_print_record(const struct agentbus_record *rec, bool json);
+int cli_flush_output(const struct cli_ctx *ctx);
+
 /* The commands. */
 int cli_daemon_main(int argc, char **argv);
 int cli_stream_main(int argc, char **argv);
 int cli_pub_main(int argc, char **argv);
 int cli_sub_main(int argc, char **argv);
+int cli_replay_main(int argc, char **argv);
+int cli_verify_main(int argc, char **argv);
 
 #endif /* AGENTBUS_CLI_H */

@@ -2,9 +2,10 @@
  * main.c - entry point of the `agentbus` command-line tool: the top-level
  * options (--bus, --help, --version) and the dispatch to a command.
  *
- * Each command lives in its own file (daemon.c, stream.c, pub.c, sub.c) and
- * parses its own options with the helpers of options.c; `bench` is handed
- * to the benchmark library of bench/, when it was built.
+ * Each command lives in its own file (daemon.c, stream.c, pub.c, sub.c,
+ * replay.c, verify.c) and parses its own options with the helpers of
+ * options.c; `bench` is handed to the benchmark library of bench/, when it
+ * was built.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static const char usage[] =
 	"  stream         add, list, inspect and remove streams (add|ls|info|rm)\n"
 	"  pub            publish records to a stream\n"
 	"  sub            read records from a stream as they arrive\n"
+	"  replay         print the records of a stream's log\n"
+	"  verify         check the logs for damaged records\n"
 	"  bench          measure latency and throughput\n"
 	"  help COMMAND   show the help of a command\n"
 	"\n"
@@ -87,6 +90,8 @@ static const struct cli_command commands[] = {
 	{ "stream", cli_stream_main },
 	{ "pub", cli_pub_main },
 	{ "sub", cli_sub_main },
+	{ "replay", cli_replay_main },
+	{ "verify", cli_verify_main },
 	{ "bench", cmd_bench },
 	{ NULL, NULL },
 };

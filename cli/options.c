@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -350,5 +352,240 @@ int cli_parse_seconds(const char *text, int64_t *ms)
 		}
 	}
 	*ms = (int64_t)seconds * 1000 + fraction;
+	return 0;
+}
+
+/* Nanoseconds in one unit of a duration suffix, or 0 if @unit is not one. */
+static uint64_t duration_unit_ns(const char *unit)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+		{ "ms", 1000000ull },
+		{ "s", 1000000000ull },
+		{ "m", 60ull * 1000000000ull },
+		{ "h", 3600ull * 1000000000ull },
+		{ "d", 86400ull * 1000000000ull },
+	};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(unit, units[i].name) == 0)
+			return units[i].ns;
+	}
+	return 0;
+}
+
+/*
+ * Parse a duration: a decimal number and a unit, ms, s, m, h or d ("500ms",
+ * "30s", "15m", "2h", "7d"), into nanoseconds. The unit is required: a bare
+ * "30" could mean seconds or minutes, and a guess is worse than an error.
+ * Returns 0, or -1 for garbage, a sign or an overflow.
+ */
+int cli_parse_duration(const char *text, uint64_t *ns)
+{
+	char digits[24];
+	size_t n = 0;
+	uint64_t number, unit;
+
+	if (!text)
+		return -1;
+	while (text[n] >= '0' && text[n] <= '9')
+		n++;
+	if (n == 0 || n >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, n);
+	digits[n] = '\0';
+	unit = duration_unit_ns(text + n);
+	if (unit == 0 || cli_parse_u64(digits, &number) < 0 || number > UINT64_MAX / unit)
+		return -1;
+	*ns = number * unit;
+	return 0;
+}
+
+/* Parse exactly @width digits at @text into @value; -1 if they are not all digits. */
+static int fixed_digits(const char *text, int width, int *value)
+{
+	int v = 0;
+
+	for (int i = 0; i < width; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -1;
+		v = v * 10 + (text[i] - '0');
+	}
+	*value = v;
+	return 0;
+}
+
+/* Days in @month (1-12) of @year, leap years counted. */
+static int days_in_month(int year, int month)
+{
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/*
+ * Parse the fraction of a second after the dot at @text (1-9 digits) into
+ * nanoseconds; *end is set past it. Returns 0 or -1.
+ */
+static int parse_fraction(const char *text, uint64_t *ns, const char **end)
+{
+	uint64_t scale = 100000000ull, value = 0;
+	int n = 0;
+
+	while (text[n] >= '0' && text[n] <= '9') {
+		if (n == 9)
+			return -1;
+		value += (uint64_t)(text[n] - '0') * scale;
+		scale /= 10;
+		n++;
+	}
+	if (n == 0)
+		return -1;
+	*ns = value;
+	*end = text + n;
+	return 0;
+}
+
+/*
+ * Parse the zone at the end of an RFC 3339 time: "Z", or "+HH:MM" /
+ * "-HH:MM", into the seconds to subtract to get UTC. Returns 0 or -1.
+ */
+static int parse_zone(const char *text, int64_t *offset)
+{
+	int hours, minutes;
+
+	if ((text[0] == 'Z' || text[0] == 'z') && !text[1]) {
+		*offset = 0;
+		return 0;
+	}
+	if ((text[0] != '+' && text[0] != '-') || fixed_digits(text + 1, 2, &hours) < 0 ||
+	    text[3] != ':' || fixed_digits(text + 4, 2, &minutes) < 0 || text[6] ||
+	    hours > 23 || minutes > 59)
+		return -1;
+	*offset = (int64_t)(hours * 3600 + minutes * 60) * (text[0] == '-' ? -1 : 1);
+	return 0;
+}
+
+/*
+ * Parse an RFC 3339 time, "2026-11-22T18:30:00Z", optionally with a
+ * fraction of a second and a numeric zone instead of Z, into nanoseconds
+ * since the epoch. Field ranges are checked (no 31st of April); a leap
+ * second is refused. Returns 0 or -1.
+ */
+static int parse_rfc3339(const char *text, uint64_t *ns)
+{
+	int year, month, day, hour, minute, second;
+	uint64_t fraction = 0;
+	int64_t offset, seconds;
+	const char *p = text + 19;
+	struct tm tm;
+
+	if (strlen(text) < 20 || fixed_digits(text, 4, &year) < 0 || text[4] != '-' ||
+	    fixed_digits(text + 5, 2, &month) < 0 || text[7] != '-' ||
+	    fixed_digits(text + 8, 2, &day) < 0 || (text[10] != 'T' && text[10] != 't') ||
+	    fixed_digits(text + 11, 2, &hour) < 0 || text[13] != ':' ||
+	    fixed_digits(text + 14, 2, &minute) < 0 || text[16] != ':' ||
+	    fixed_digits(text + 17, 2, &second) < 0)
+		return -1;
+	if (year < 1970 || month < 1 || month > 12 || day < 1 ||
+	    day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59)
+		return -1;
+	if (*p == '.' && parse_fraction(p + 1, &fraction, &p) < 0)
+		return -1;
+	if (parse_zone(p, &offset) < 0)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = year - 1900;
+	tm.tm_mon = month - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = minute;
+	tm.tm_sec = second;
+	seconds = (int64_t)timegm(&tm) - offset;
+	if (seconds < 0 || (uint64_t)seconds > UINT64_MAX / 1000000000ull - 1)
+		return -1;
+	*ns = (uint64_t)seconds * 1000000000ull + fraction;
+	return 0;
+}
+
+/*
+ * Parse a point in time into nanoseconds since the epoch (CLOCK_REALTIME):
+ * an RFC 3339 time (see parse_rfc3339), a plain number of nanoseconds, or
+ * "-DURATION", that long before now ("-5m"). Returns 0 or -1.
+ */
+int cli_parse_time(const char *text, uint64_t *ns)
+{
+	struct timespec now;
+	uint64_t ago, now_ns;
+
+	if (!text || !text[0])
+		return -1;
+	if (text[0] == '-') {
+		if (cli_parse_duration(text + 1, &ago) < 0 ||
+		    clock_gettime(CLOCK_REALTIME, &now) < 0)
+			return -1;
+		now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+		*ns = ago < now_ns ? now_ns - ago : 0;
+		return 0;
+	}
+	if (cli_parse_u64(text, ns) == 0)
+		return 0;
+	return parse_rfc3339(text, ns);
+}
+
+/* Parse "memory", "written" or "synced"; -1 for anything else. */
+int cli_parse_durability(const char *text, enum agentbus_durability *durability)
+{
+	if (strcmp(text, "memory") == 0)
+		*durability = AGENTBUS_DURABILITY_MEMORY;
+	else if (strcmp(text, "written") == 0)
+		*durability = AGENTBUS_DURABILITY_WRITTEN;
+	else if (strcmp(text, "synced") == 0)
+		*durability = AGENTBUS_DURABILITY_SYNCED;
+	else
+		return -1;
+	return 0;
+}
+
+/* The name of a durability level, as the options spell it. */
+const char *cli_durability_name(enum agentbus_durability durability)
+{
+	switch (durability) {
+	case AGENTBUS_DURABILITY_MEMORY:
+		return "memory";
+	case AGENTBUS_DURABILITY_WRITTEN:
+		return "written";
+	case AGENTBUS_DURABILITY_SYNCED:
+		return "synced";
+	default:
+		return "default";
+	}
+}
+
+/*
+ * Make the --data-dir @given absolute into @out (the library wants an
+ * absolute path, and a daemon must not depend on where it was started).
+ * Returns 0 or an exit code, reported.
+ */
+int cli_data_dir(const struct cli_ctx *ctx, const char *given, char *out, size_t size)
+{
+	char cwd[4096];
+	int n;
+
+	if (!given[0])
+		return cli_usage_error(ctx, "--data-dir needs a directory");
+	if (given[0] == '/') {
+		n = snprintf(out, size, "%s", given);
+	} else {
+		if (!getcwd(cwd, sizeof(cwd)))
+			return cli_fail(ctx, "cannot resolve --data-dir '%s': %s", given,
+					strerror(errno));
+		n = snprintf(out, size, "%s/%s", cwd, given);
+	}
+	if (n < 0 || (size_t)n >= size)
+		return cli_usage_error(ctx, "--data-dir '%s' is too long", given);
 	return 0;
 }

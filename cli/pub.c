@@ -14,7 +14,7 @@
 
 static const char usage[] =
 	"Usage: agentbus pub STREAM SUBJECT [DATA] [--key K] [--header NAME=VALUE]...\n"
-	"                    [--count N] [--bus NAME]\n"
+	"                    [--count N] [--durability memory|written|synced] [--bus NAME]\n"
 	"\n"
 	"Publish a record with subject SUBJECT (dot-separated tokens such as\n"
 	"tool.call.search) to STREAM and print its sequence number. The payload is\n"
@@ -26,16 +26,22 @@ static const char usage[] =
 	"  --header NAME=VALUE   add a header (repeatable; VALUE may be empty)\n"
 	"  --count N             publish the same record N times, printing each\n"
 	"                        sequence number on its own line (default 1)\n"
+	"  --durability LEVEL    return only once each record is in the ring\n"
+	"                        (memory), written to the log (written) or synced\n"
+	"                        to disk (synced); default: the stream's setting\n"
 	"  --bus NAME            the bus (default: $AGENTBUS_BUS, else \"default\")\n"
 	"  -h, --help            show this help\n"
 	"\n"
 	"A publish waits up to 5 s for room when subscriptions have not yet read\n"
-	"the oldest records of a full ring, then fails.\n";
+	"the oldest records of a full ring, and up to 5 s in all for its\n"
+	"durability, then fails (exit 1). A record that did not reach its\n"
+	"durability is still published and reaches the log once the fault clears.\n";
 
 enum {
 	OPT_KEY = CLI_OPT_FIRST,
 	OPT_HEADER,
 	OPT_COUNT,
+	OPT_DURABILITY,
 };
 
 /* What the command line asked for. */
@@ -45,6 +51,7 @@ struct pub_args {
 	struct agentbus_header *headers; /* malloc'd, message.headers points here */
 	size_t header_count;
 	uint64_t count;          /* records to publish */
+	enum agentbus_durability durability; /* DEFAULT: the stream's */
 	bool data_from_stdin;
 	void *stdin_data;        /* malloc'd payload read from stdin */
 };
@@ -89,6 +96,11 @@ static int pub_option(struct cli_ctx *ctx, struct pub_args *args, int opt)
 			return cli_usage_error(ctx, "bad --count '%s': a number of records, at least 1",
 					       optarg);
 		return 0;
+	case OPT_DURABILITY:
+		if (cli_parse_durability(optarg, &args->durability) < 0)
+			return cli_usage_error(ctx, "bad --durability '%s': memory, written or synced",
+					       optarg);
+		return 0;
 	}
 	return 0;
 }
@@ -100,6 +112,7 @@ static int parse_pub(struct cli_ctx *ctx, int argc, char **argv, struct pub_args
 		{ "key", required_argument, NULL, OPT_KEY },
 		{ "header", required_argument, NULL, OPT_HEADER },
 		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "durability", required_argument, NULL, OPT_DURABILITY },
 		CLI_COMMON_OPTIONS,
 	};
 	int opt, rc;
@@ -199,19 +212,57 @@ static int load_stdin(struct cli_ctx *ctx, struct pub_args *args, agentbus_strea
 	return 0;
 }
 
+/*
+ * Refuse --durability synced on a stream that never syncs before anything
+ * is published: the library finds out only after the record is in the ring.
+ */
+static int check_durability(struct cli_ctx *ctx, struct pub_args *args, agentbus_stream *stream)
+{
+	struct agentbus_stream_info info;
+	int rc;
+
+	if (args->durability != AGENTBUS_DURABILITY_SYNCED)
+		return 0;
+	rc = agentbus_stream_stat(stream, &info);
+	if (rc < 0)
+		return cli_fail_code(ctx, rc, "cannot read stream '%s'", args->stream);
+	if (info.config.fsync == AGENTBUS_FSYNC_NEVER)
+		return cli_fail(ctx, "stream '%s' never syncs its log (fsync never): durability synced cannot be reached",
+				args->stream);
+	return 0;
+}
+
+/* Report a failed publish of the @done-th record; returns CLI_FAILURE. */
+static int publish_error(struct cli_ctx *ctx, struct pub_args *args, int64_t err, uint64_t done)
+{
+	const char *detail = agentbus_last_error();
+
+	if (err == AGENTBUS_E_BACKPRESSURE)
+		return cli_fail(ctx, "stream '%s' is full of records subscriptions have not read (waited %d ms; %llu of %llu published)",
+				args->stream, PUBLISH_TIMEOUT_MS, (unsigned long long)done,
+				(unsigned long long)args->count);
+	if (!detail || !detail[0])
+		detail = agentbus_strerror((int)err);
+	if (err == AGENTBUS_E_TIMEOUT)
+		return cli_fail(ctx, "record published to stream '%s' but not %s within %d ms: %s",
+				args->stream, cli_durability_name(args->durability),
+				PUBLISH_TIMEOUT_MS, detail);
+	return cli_fail_code(ctx, (int)err, "cannot publish to stream '%s'", args->stream);
+}
+
 /* Publish the record args->count times, printing each sequence number. */
 static int publish_all(struct cli_ctx *ctx, struct pub_args *args, agentbus_stream *stream)
 {
-	for (uint64_t i = 0; i < args->count; i++) {
-		int64_t seq = agentbus_publish(stream, &args->message, PUBLISH_TIMEOUT_MS);
+	int rc = check_durability(ctx, args, stream);
 
-		if (seq == AGENTBUS_E_BACKPRESSURE)
-			return cli_fail(ctx, "stream '%s' is full of records subscriptions have not read (waited %d ms; %llu of %llu published)",
-					args->stream, PUBLISH_TIMEOUT_MS, (unsigned long long)i,
-					(unsigned long long)args->count);
+	if (rc)
+		return rc;
+	for (uint64_t i = 0; i < args->count; i++) {
+		int64_t seq = agentbus_publish_durable(stream, &args->message, 1,
+						       PUBLISH_TIMEOUT_MS, args->durability);
+
 		if (seq < 0)
-			return cli_fail_code(ctx, (int)seq, "cannot publish to stream '%s'",
-					     args->stream);
+			return publish_error(ctx, args, seq, i);
 		printf("%lld\n", (long long)seq);
 	}
 	if (fflush(stdout) != 0)

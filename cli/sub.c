@@ -8,7 +8,6 @@
  * closes the subscription properly instead of dying with it attached.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,27 +16,27 @@
 
 /* Longest single blocking read: bounds how late a signal is noticed. */
 #define SLICE_MS 200
-/* Binary payloads, keys and header values show at most this many bytes in hex. */
-#define HEX_MAX 32
-
-/* Returned by flush_output() when all is well. */
-#define SUB_GO_ON (-1)
-
 static const char usage[] =
-	"Usage: agentbus sub STREAM [--subject PATTERN] [--from-seq N | --from-start | --new]\n"
+	"Usage: agentbus sub STREAM [--subject PATTERN]\n"
+	"                   [--from-seq N | --from-time TIME | --from-start | --new]\n"
 	"                   [--count N] [--timeout SECONDS] [--json] [--bus NAME]\n"
 	"\n"
 	"Print the records of STREAM as they arrive, one line each:\n"
 	"  #12 2026-11-22T18:30:01.123456789Z tool.call.search key=k1 hdr=a:1 (5 bytes) hello\n"
 	"The payload is shown when it is UTF-8 text (control characters escaped as\n"
 	"\\n, \\t, \\r, \\xHH), else as 'binary' and its first 32 bytes in hex.\n"
+	"Records older than the ring are read from the stream's log.\n"
 	"\n"
 	"Options:\n"
 	"  --subject PATTERN   only records whose subject matches PATTERN: '*'\n"
 	"                      matches one token, a final '>' the rest (tool.*, agent.>)\n"
 	"  --new               start at the next record published (the default)\n"
-	"  --from-start        start at the oldest record still in the ring\n"
+	"  --from-start        start at the oldest record kept (in the log, else the ring)\n"
 	"  --from-seq N        start at sequence number N\n"
+	"  --from-time TIME    start at the first record published at or after TIME:\n"
+	"                      RFC 3339 (2026-11-22T18:30:00Z, 2026-11-22T18:30:00.5Z,\n"
+	"                      2026-11-22T19:30:00+01:00), nanoseconds since 1970, or\n"
+	"                      -DURATION for that long ago (-500ms, -30s, -5m, -2h, -7d)\n"
 	"  --count N           stop after N records\n"
 	"  --timeout SECONDS   stop when SECONDS (e.g. 5 or 0.5) pass without a record\n"
 	"  --json              one JSON object per line:\n"
@@ -54,12 +53,14 @@ static const char usage[] =
 	"  -h, --help          show this help\n"
 	"\n"
 	"Without --count or --timeout it runs until SIGINT or SIGTERM. Stopping for\n"
-	"any of these reasons exits 0.\n";
+	"any of these reasons exits 0, or 1 when a record in the log failed its\n"
+	"checksum (reported on stderr with its sequence number, and skipped).\n";
 
 enum {
 	OPT_SUBJECT = CLI_OPT_FIRST,
 	OPT_FROM_SEQ,
 	OPT_FROM_START,
+	OPT_FROM_TIME,
 	OPT_NEW,
 	OPT_COUNT,
 	OPT_TIMEOUT,
@@ -70,19 +71,11 @@ enum {
 struct sub_args {
 	const char *stream;
 	struct agentbus_sub_config config;
-	int start_options;  /* how many of --new/--from-start/--from-seq were given */
+	int start_options;  /* how many of the --new/--from-* options were given */
 	uint64_t count;     /* stop after this many records; 0 = never */
 	int64_t timeout_ms; /* stop after this long without a record; -1 = never */
 	bool json;
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
@@ -103,6 +96,13 @@ static int sub_option(struct cli_ctx *ctx, struct sub_args *args, int opt)
 			return cli_usage_error(ctx, "bad --from-seq '%s': a sequence number, at least 1",
 					       optarg);
 		args->config.start = AGENTBUS_START_SEQ;
+		args->start_options++;
+		return 0;
+	case OPT_FROM_TIME:
+		if (cli_parse_time(optarg, &args->config.start_time_ns) < 0)
+			return cli_usage_error(ctx, "bad --from-time '%s': RFC 3339 (2026-11-22T18:30:00Z), nanoseconds since 1970, or -DURATION (-5m)",
+					       optarg);
+		args->config.start = AGENTBUS_START_TIME;
 		args->start_options++;
 		return 0;
 	case OPT_FROM_START:
@@ -134,6 +134,7 @@ static int parse_sub(struct cli_ctx *ctx, int argc, char **argv, struct sub_args
 		{ "subject", required_argument, NULL, OPT_SUBJECT },
 		{ "from-seq", required_argument, NULL, OPT_FROM_SEQ },
 		{ "from-start", no_argument, NULL, OPT_FROM_START },
+		{ "from-time", required_argument, NULL, OPT_FROM_TIME },
 		{ "new", no_argument, NULL, OPT_NEW },
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -152,122 +153,12 @@ static int parse_sub(struct cli_ctx *ctx, int argc, char **argv, struct sub_args
 			return rc;
 	}
 	if (args->start_options > 1)
-		return cli_usage_error(ctx, "--new, --from-start and --from-seq exclude each other");
+		return cli_usage_error(ctx, "--new, --from-start, --from-seq and --from-time exclude each other");
 	rc = cli_positionals(ctx, argc, argv, 1, 1, "STREAM");
 	if (rc)
 		return rc;
 	args->stream = argv[optind];
 	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Output                                                                    */
-/* ------------------------------------------------------------------------ */
-
-/* Bytes for a human: as text when they are text, else "0x" and hex. */
-static void print_bytes(const void *data, size_t len)
-{
-	if (cli_is_text(data, len)) {
-		cli_print_text(stdout, data, len);
-	} else {
-		fputs("0x", stdout);
-		cli_print_hex(stdout, data, len, HEX_MAX);
-	}
-}
-
-/* One record on one line, for a human (the format of the usage text). */
-static void print_record_text(const struct agentbus_record *rec)
-{
-	struct agentbus_header header;
-	uint32_t cursor = 0;
-	char time[64];
-	int rc;
-
-	cli_format_time(time, sizeof(time), rec->time_ns);
-	printf("#%llu %s ", (unsigned long long)rec->seq, time);
-	cli_print_text(stdout, rec->subject, rec->subject_len);
-	if (rec->key_len) {
-		fputs(" key=", stdout);
-		print_bytes(rec->key, rec->key_len);
-	}
-	while ((rc = agentbus_header_next(rec, &cursor, &header)) == 1) {
-		fputs(" hdr=", stdout);
-		print_bytes(header.name, header.name_len);
-		fputc(':', stdout);
-		print_bytes(header.value, header.value_len);
-	}
-	if (rc < 0)
-		fputs(" hdr=<corrupt>", stdout);
-	printf(" (%u bytes)", rec->payload_len);
-	if (rec->payload_len && cli_is_text(rec->payload, rec->payload_len)) {
-		fputc(' ', stdout);
-		cli_print_text(stdout, rec->payload, rec->payload_len);
-	} else if (rec->payload_len) {
-		fputs(" binary ", stdout);
-		cli_print_hex(stdout, rec->payload, rec->payload_len, HEX_MAX);
-	}
-	fputc('\n', stdout);
-}
-
-/* ,"NAME":"..." when @data is UTF-8, else ,"NAME_base64":"..." */
-static void print_json_bytes(const char *name, const void *data, size_t len)
-{
-	if (cli_utf8_valid(data, len)) {
-		printf(",\"%s\":", name);
-		cli_print_json_string(stdout, data, len);
-	} else {
-		printf(",\"%s_base64\":\"", name);
-		cli_print_base64(stdout, data, len);
-		fputc('"', stdout);
-	}
-}
-
-/* The headers of @rec as a JSON object; stops quietly at a corrupt entry. */
-static void print_json_headers(const struct agentbus_record *rec)
-{
-	struct agentbus_header header;
-	uint32_t cursor = 0;
-	bool first = true;
-
-	fputs(",\"headers\":{", stdout);
-	while (agentbus_header_next(rec, &cursor, &header) == 1) {
-		if (!first)
-			fputc(',', stdout);
-		first = false;
-		cli_print_json_string(stdout, header.name, header.name_len);
-		fputc(':', stdout);
-		cli_print_json_string(stdout, header.value, header.value_len);
-	}
-	fputc('}', stdout);
-}
-
-/* One record as one JSON object on one line (the format of the usage text). */
-static void print_record_json(const struct agentbus_record *rec)
-{
-	printf("{\"seq\":%llu,\"time_ns\":%llu,\"subject\":", (unsigned long long)rec->seq,
-	       (unsigned long long)rec->time_ns);
-	cli_print_json_string(stdout, rec->subject, rec->subject_len);
-	if (rec->key_len)
-		print_json_bytes("key", rec->key, rec->key_len);
-	else
-		fputs(",\"key\":null", stdout);
-	print_json_headers(rec);
-	print_json_bytes("data", rec->payload, rec->payload_len);
-	fputs("}\n", stdout);
-}
-
-/*
- * Push what was printed to standard output. Returns SUB_GO_ON, or the exit
- * code to stop with: a reader that went away (EPIPE, as in `sub | head`) is
- * a normal end, any other write error a failure.
- */
-static int flush_output(struct cli_ctx *ctx)
-{
-	if (fflush(stdout) == 0)
-		return SUB_GO_ON;
-	if (errno == EPIPE)
-		return CLI_OK;
-	return cli_fail(ctx, "cannot write to standard output: %s", strerror(errno));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -305,25 +196,50 @@ static int read_error(struct cli_ctx *ctx, const struct sub_args *args, int err)
 }
 
 /*
+ * A read returned AGENTBUS_E_CORRUPT: if the subscription moved past the
+ * bad record (a damaged frame in the log is skipped by the next read),
+ * report it on one line and return true to go on. A corruption that does not
+ * move (*last_at, the position of the last one, seen again) returns false:
+ * reading on would print the same error forever.
+ */
+static bool corrupt_passed(struct cli_ctx *ctx, agentbus_sub *sub, uint64_t *last_at)
+{
+	struct agentbus_sub_stats stats;
+	char detail[512];
+
+	snprintf(detail, sizeof(detail), "%s", agentbus_last_error());
+	agentbus_sub_stats_get(sub, &stats);
+	if (stats.next_seq == *last_at)
+		return false;
+	*last_at = stats.next_seq;
+	if (cli_flush_output(ctx) != CLI_GO_ON)
+		return false;
+	cli_fail(ctx, "%s", detail); /* the library's message names the stream and seq */
+	return true;
+}
+
+/*
  * Print records until --count, --timeout or a signal. Records already in
  * the ring are taken with a poll and printed through stdio's buffer; only
  * when none is ready is the output flushed and a blocking read started, so
  * a backlog costs no write per record and a live tail shows each at once.
+ * A corrupt record in the log is reported and passed, as in `replay`, and
+ * makes the exit code 1.
  */
 static int read_loop(struct cli_ctx *ctx, const struct sub_args *args, agentbus_sub *sub)
 {
 	int64_t deadline = args->timeout_ms >= 0 ? now_ms() + args->timeout_ms : -1;
-	uint64_t got = 0;
+	uint64_t got = 0, corrupt = 0, corrupt_at = 0;
 	int rc;
 
-	while (!stop_requested && (args->count == 0 || got < args->count)) {
+	while (!cli_stop_requested && (args->count == 0 || got < args->count)) {
 		struct agentbus_record rec;
 		int wait;
 
 		rc = agentbus_sub_poll(sub, &rec);
 		if (rc == 0) {
-			rc = flush_output(ctx);
-			if (rc != SUB_GO_ON)
+			rc = cli_flush_output(ctx);
+			if (rc != CLI_GO_ON)
 				return rc;
 			wait = next_wait_ms(deadline);
 			if (wait < 0)
@@ -332,44 +248,40 @@ static int read_loop(struct cli_ctx *ctx, const struct sub_args *args, agentbus_
 		}
 		if (rc == 0 || rc == -EINTR)
 			continue;
+		if (rc == AGENTBUS_E_CORRUPT && corrupt_passed(ctx, sub, &corrupt_at)) {
+			corrupt++;
+			continue;
+		}
 		if (rc < 0)
 			return read_error(ctx, args, rc);
-		if (args->json)
-			print_record_json(&rec);
-		else
-			print_record_text(&rec);
+		cli_print_record(&rec, args->json);
 		got++;
 		if (deadline >= 0)
 			deadline = now_ms() + args->timeout_ms;
 	}
-	rc = flush_output(ctx);
-	return rc == SUB_GO_ON ? CLI_OK : rc;
+	rc = cli_flush_output(ctx);
+	if (rc != CLI_GO_ON)
+		return rc;
+	return corrupt ? CLI_FAILURE : CLI_OK;
 }
 
-/* Report a failed subscribe, naming the oldest sequence number for SEQ_GONE. */
+/*
+ * Report a failed subscribe, naming the oldest sequence number kept (in the
+ * log or the ring, whichever reaches further back) for SEQ_GONE.
+ */
 static int subscribe_error(struct cli_ctx *ctx, const struct sub_args *args,
 			   agentbus_stream *stream, int err)
 {
 	struct agentbus_stream_info info;
+	uint64_t oldest;
 
-	if (err == AGENTBUS_E_SEQ_GONE && agentbus_stream_stat(stream, &info) == 0)
-		return cli_fail(ctx, "sequence %llu is no longer in the ring of stream '%s' (oldest: %llu)",
+	if (err == AGENTBUS_E_SEQ_GONE && agentbus_stream_stat(stream, &info) == 0) {
+		oldest = info.log_first_seq < info.first_seq ? info.log_first_seq : info.first_seq;
+		return cli_fail(ctx, "sequence %llu is no longer kept by stream '%s' (oldest: %llu)",
 				(unsigned long long)args->config.start_seq, args->stream,
-				(unsigned long long)info.first_seq);
+				(unsigned long long)oldest);
+	}
 	return read_error(ctx, args, err);
-}
-
-/* Stop on SIGINT/SIGTERM through the flag; see a closed pipe as EPIPE. */
-static void install_signals(void)
-{
-	struct sigaction action;
-
-	memset(&action, 0, sizeof(action));
-	action.sa_handler = on_stop_signal; /* no SA_RESTART: a sleeping read returns */
-	sigemptyset(&action.sa_mask);
-	sigaction(SIGINT, &action, NULL);
-	sigaction(SIGTERM, &action, NULL);
-	signal(SIGPIPE, SIG_IGN);
 }
 
 /* Open bus, stream and subscription, read, and close them all. */
@@ -397,7 +309,7 @@ static int run_sub(struct cli_ctx *ctx, const struct sub_args *args)
 	return rc;
 }
 
-/* `agentbus sub STREAM [--subject P] [--from-seq N|--from-start|--new] ...` */
+/* `agentbus sub STREAM [--subject P] [--from-seq N|--from-time T|--from-start|--new] ...` */
 int cli_sub_main(int argc, char **argv)
 {
 	struct sub_args args = { 0 };
@@ -408,6 +320,6 @@ int cli_sub_main(int argc, char **argv)
 	rc = parse_sub(&ctx, argc, argv, &args);
 	if (rc)
 		return rc;
-	install_signals();
+	cli_install_stop_signals();
 	return run_sub(&ctx, &args);
 }

@@ -3,11 +3,13 @@
 #
 # Usage: bash cli/test_cli.sh [PATH/TO/agentbus]   (default build/agentbus)
 #
-# Starts a daemon on a private bus (cli-test-<pid>), runs every command, the
-# happy paths and the error cases, checking exit codes and output, then stops
-# the daemon by pid and removes the bus's shared memory. Every command runs
-# under `timeout`, so a hang is a failure, not a stuck test. Exits 0 when all
-# checks pass, 1 otherwise.
+# Starts a daemon on a private bus (cli-test-<pid>) with its logs in a private
+# data directory (mktemp -d), runs every command, the happy paths and the
+# error cases, checking exit codes and output, then stops the daemon by pid,
+# replays and verifies the logs without it (also after damaging one byte),
+# and removes the bus's shared memory and the data directory. Every command
+# runs under `timeout`, so a hang is a failure, not a stuck test. Exits 0
+# when all checks pass, 1 otherwise.
 
 set -u
 
@@ -15,10 +17,13 @@ AB=${1:-build/agentbus}
 BUS=cli-test-$$
 SHM_ROOT=${AGENTBUS_SHM_DIR:-/dev/shm/agentbus-$(id -u)}
 TMP=$(mktemp -d)
+DATA=$(mktemp -d)
 DAEMON_PID=
 FAILURES=0
 CHECKS=0
-unset AGENTBUS_BUS
+# Logs go where --data-dir says, never to the user's data directory.
+unset AGENTBUS_BUS AGENTBUS_DATA
+export XDG_DATA_HOME=$TMP/xdg
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -29,7 +34,7 @@ cleanup() {
 		kill -TERM "$DAEMON_PID" 2>/dev/null
 		wait_gone "$DAEMON_PID" 50 || kill -KILL "$DAEMON_PID" 2>/dev/null
 	fi
-	rm -rf "${SHM_ROOT:?}/$BUS" "${TMP:?}"
+	rm -rf "${SHM_ROOT:?}/$BUS" "${TMP:?}" "${DATA:?}"
 }
 trap cleanup EXIT
 
@@ -104,7 +109,7 @@ test_help() {
 	ok "$AB" -h; has 'Commands:'
 	ok "$AB" help; has 'Commands:'
 	ok "$AB" --version; has '^agentbus '
-	for cmd in daemon stream pub sub "stream add" "stream ls" "stream info" "stream rm"; do
+	for cmd in daemon stream pub sub replay verify "stream add" "stream ls" "stream info" "stream rm"; do
 		# shellcheck disable=SC2086
 		ok "$AB" $cmd --help; has '^Usage: agentbus'
 		# shellcheck disable=SC2086
@@ -113,6 +118,9 @@ test_help() {
 	ok "$AB" pub -h; has 'SUBJECT'
 	ok "$AB" sub --help; has 'data_base64'
 	ok "$AB" stream ls --bus x --help; has 'stream ls'
+	ok "$AB" stream add --help; has '--retention-force'; has '--fsync'
+	ok "$AB" replay --help; has '--rate'
+	ok "$AB" verify --help; has 'seq N: WHAT'
 }
 
 test_usage_errors() {
@@ -162,6 +170,55 @@ test_usage_errors() {
 	bad 2 "bad --count" "$AB" sub s --count 0
 }
 
+# The options of issue 3 (durability, retention, replay, verify), refused
+# before anything is opened.
+test_durability_usage_errors() {
+	local v
+	bad 2 "option '--data-dir' needs a value" "$AB" daemon --data-dir
+	bad 2 "--data-dir needs a directory" "$AB" daemon --data-dir ''
+	for v in fast '' MEMORY 1; do
+		bad 2 "bad --durability" "$AB" stream add s --durability "$v"
+		bad 2 "bad --durability" "$AB" pub s a.b x --durability "$v"
+	done
+	for v in sometimes '' 0ms 200 1.5s -1ms 200us 5x; do
+		bad 2 "bad --fsync" "$AB" stream add s --fsync "$v"
+	done
+	bad 2 "--durability synced needs an --fsync other than never" \
+		"$AB" stream add s --fsync never --durability synced
+	bad 2 "--durability synced needs an --fsync other than never" \
+		"$AB" stream add s --durability synced --fsync=never
+	bad 2 "bad --overflow" "$AB" stream add s --overflow drop
+	bad 2 "bad --segment-size" "$AB" stream add s --segment-size 1X
+	for v in abc 30 5x -1s 1.5h 0s '' 7D 1d2h; do
+		bad 2 "bad --max-age" "$AB" stream add s --max-age "$v"
+	done
+	bad 2 "bad --max-bytes" "$AB" stream add s --max-bytes -1
+	bad 2 "bad --max-records" "$AB" stream add s --max-records 0
+	bad 2 "bad --max-records" "$AB" stream add s --max-records 1k
+	bad 2 "option '--retention-force' takes no value" "$AB" stream add s --retention-force=1
+	for v in yesterday 2026-13-01T00:00:00Z 2026-02-29T00:00:00Z 2026-11-31T00:00:00Z \
+		'2026-11-22 18:30:00Z' 2026-11-22T18:30:00 2026-11-22T18:30:00.Z \
+		2026-11-22T24:00:00Z 2026-11-22T18:30:00.1234567890Z -5 -5x - ''; do
+		bad 2 "bad --from-time" "$AB" sub s --from-time "$v"
+		bad 2 "bad --from-time" "$AB" replay s --from-time "$v"
+	done
+	bad 2 "exclude each other" "$AB" sub s --from-time -5m --from-start
+	bad 2 "missing STREAM" "$AB" replay
+	bad 2 "unexpected argument 'b'" "$AB" replay a b
+	bad 2 "exclude each other" "$AB" replay s --from-start --from-seq 1
+	bad 2 "exclude each other" "$AB" replay s --from-time -1m --from-seq 1
+	bad 2 "bad --from-seq" "$AB" replay s --from-seq 0
+	bad 2 "bad --to-seq" "$AB" replay s --to-seq 0
+	bad 2 "bad --to-seq" "$AB" replay s --to-seq x
+	bad 2 "--to-seq 2 is before --from-seq 5" "$AB" replay s --from-seq 5 --to-seq 2
+	bad 2 "bad --rate" "$AB" replay s --rate fast
+	bad 2 "invalid --subject" "$AB" replay s --subject 'a.>.b'
+	bad 2 "--data-dir needs a directory" "$AB" replay s --data-dir ''
+	bad 2 "unexpected argument 'b'" "$AB" verify a b
+	bad 2 "--data-dir needs a directory" "$AB" verify --data-dir ''
+	bad 2 "unknown or ambiguous option '--bogus'" "$AB" verify --bogus
+}
+
 test_no_daemon() {
 	bad 1 "no daemon serves bus '$BUS'" "$AB" --bus "$BUS" stream ls
 	bad 1 "no daemon serves bus '$BUS'" "$AB" pub --bus "$BUS" s a.b x
@@ -174,7 +231,7 @@ test_no_daemon() {
 
 start_daemon() {
 	local i
-	timeout -k 2 110 "$AB" daemon --bus "$BUS" --verbose 2>"$TMP/daemon.err" &
+	timeout -k 2 170 "$AB" daemon --bus "$BUS" --data-dir "$DATA" --verbose 2>"$TMP/daemon.err" &
 	DAEMON_PID=$!
 	for ((i = 0; i < 50; i++)); do
 		# "no stream named" means a daemon answered.
@@ -199,7 +256,7 @@ test_streams() {
 	[[ $RC -ne 0 && $RC -lt 124 ]] || fail "ring size 100K (no power of two) exited $RC"
 	run "${ABB[@]}" stream add 'bad/name'
 	[[ $RC -ne 0 && $RC -lt 124 ]] || fail "stream name 'bad/name' exited $RC"
-	ok "${ABB[@]}" stream ls; has '^NAME'; has '^s1 '; has '^small '; has '^sized '
+	ok "${ABB[@]}" stream ls; has '^NAME .* LOG$'; has '^s1 '; has '^small '; has '^sized '
 	ok "$AB" stream --bus "$BUS" ls; has '^s1 '
 	ok env AGENTBUS_BUS="$BUS" "$AB" stream ls; has '^s1 '
 	ok "${ABB[@]}" stream ls --json; has '"name":"s1"'; has '"ring_size":67108864'
@@ -316,6 +373,213 @@ test_bench_dispatch() {
 	[ "$RC" -eq 0 ] || grep -q 'bench not built' <<<"$ERR" || fail "bench --help: rc $RC, $ERR"
 }
 
+# pycheck CODE ARGS...: run python3 CODE with ARGS (the last command's stdout
+# is $TMP/out); a failed assertion is a failure. Skipped without python3.
+pycheck() {
+	local code=$1
+	shift
+	command -v python3 >/dev/null || return 0
+	CHECKS=$((CHECKS + 1))
+	timeout 20 python3 -c "$code" "$@" 2>"$TMP/py.err" ||
+		fail "python check failed: $(cat "$TMP/py.err")"
+}
+
+# Stream settings of issue 3 and the durability of publishes.
+test_durability() {
+	ok "${ABB[@]}" stream add d1 --ring-size 64K --durability synced --fsync 50ms --overflow block \
+		--segment-size 1M --max-age 7d --max-bytes 10M --max-records 1000 --retention-force
+	has "created stream 'd1' .*durability synced"
+	ok "${ABB[@]}" stream info d1 --json; lines 1
+	pycheck '
+import json, sys
+i = json.load(open(sys.argv[1]))
+assert i["durability"] == "synced" and i["fsync"] == "interval", i
+assert i["fsync_interval_ms"] == 50 and i["overflow"] == "block", i
+assert i["segment_size"] == 1 << 20 and i["max_age_ns"] == 7 * 86400 * 10**9, i
+assert i["max_bytes"] == 10 << 20 and i["max_records"] == 1000, i
+assert i["retention_force"] is True, i
+assert i["first_seq"] == 1 and i["next_seq"] == 1 and i["last_seq"] == 0, i
+assert i["spill_error"] is None and i["lost_first_seq"] == 0 and i["corrupt_records"] == 0, i
+' "$TMP/out"
+	ok "${ABB[@]}" stream info d1
+	has '^durability: +synced$'; has '^fsync: +50ms$'; has '^overflow: +block$'
+	has '^segment_size: +1048576 \(1MiB\)$'
+	has '^retention: +max_age 7d, max_bytes 10MiB, max_records 1000, forced'
+	ok "${ABB[@]}" stream add d2 --ring-size 64K --fsync 2s --max-age 500ms --overflow spill --durability memory
+	ok "${ABB[@]}" stream info d2
+	has '^fsync: +2000ms$'; has '^retention: +max_age 500ms$'; has '^durability: +memory$'
+	ok "${ABB[@]}" stream add d3 --ring-size 64K --max-age 15m --max-age 2h --fsync batch
+	ok "${ABB[@]}" stream info d3; has '^retention: +max_age 2h$'; has '^fsync: +batch$'
+	ok "${ABB[@]}" stream info s1; has '^retention: +none'; has '^durability: +memory$'
+	bad 2 "fsync interval must be 1-60000 ms" "${ABB[@]}" stream add d4 --fsync 61s
+	bad 2 "segment size" "${ABB[@]}" stream add d4 --segment-size 64K
+
+	# The stream's default (synced), then each level asked for explicitly.
+	ok "${ABB[@]}" pub d1 dur.one a; [ "$OUT" = 1 ] || fail "synced default pub: '$OUT'"
+	ok "${ABB[@]}" pub d1 dur.two b --durability synced; [ "$OUT" = 2 ] || fail "synced pub: '$OUT'"
+	ok "${ABB[@]}" pub d1 dur.three c --durability written --count 2; lines 2
+	ok "${ABB[@]}" pub d1 dur.four d --durability memory; [ "$OUT" = 5 ] || fail "memory pub: '$OUT'"
+	ok "${ABB[@]}" pub d1 dur.five e --durability synced; [ "$OUT" = 6 ] || fail "synced pub: '$OUT'"
+	ok "${ABB[@]}" stream info d1 --json
+	pycheck '
+import json, sys
+i = json.load(open(sys.argv[1]))
+assert i["next_seq"] == 7 and i["last_seq"] == 6, i
+assert i["written_seq"] >= 7 and i["synced_seq"] >= 7, i
+assert i["log_first_seq"] == 1 and i["log_last_seq"] == 6, i
+assert isinstance(i["log_bytes"], int) and i["log_bytes"] >= 0, i
+assert i["spill_error"] is None and i["lost_first_seq"] == 0 and i["lost_last_seq"] == 0, i
+assert i["corrupt_records"] == 0, i
+' "$TMP/out"
+	ok "${ABB[@]}" stream info d1
+	has '^written_seq: +7 \(all records below 7 are written\)$'
+	has '^synced_seq: +7 \(all records below 7 are synced\)$'
+	has '^log_first_seq: +1$'; has '^log_last_seq: +6$'; has '^last_seq: +6$'
+	has '^spill_error: +none$'; has '^lost: +none$'; has '^corrupt_records: +0$'
+	ok "${ABB[@]}" stream ls --json; has '"log_bytes":'; has '"written_seq":'
+
+	# A stream that never syncs cannot give `synced`; nothing is published then.
+	ok "${ABB[@]}" stream add nosync --ring-size 64K --fsync never --durability written
+	bad 1 "never syncs its log" "${ABB[@]}" pub nosync a.b x --durability synced
+	ok "${ABB[@]}" pub nosync a.b x --durability written; [ "$OUT" = 1 ] || fail "after refused synced pub: '$OUT'"
+	ok "${ABB[@]}" stream info nosync --json
+	pycheck 'import json, sys; i = json.load(open(sys.argv[1])); assert i["fsync"] == "never" and i["written_seq"] >= 2, i' "$TMP/out"
+}
+
+# Records of stream r: r.a 1..3 and r.b 4..5, all written to the log.
+publish_replay_records() {
+	local i
+	ok "${ABB[@]}" stream add r --ring-size 64K
+	for i in 1 2 3; do
+		ok "${ABB[@]}" pub r r.a "payload-$i" --key "k$i" --header "h=$i"
+	done
+	ok "${ABB[@]}" pub r r.b payload-4
+	ok "${ABB[@]}" pub r r.b payload-5 --durability written; [ "$OUT" = 5 ] || fail "r pub: '$OUT'"
+}
+
+# The time of record @1 of stream r, in nanoseconds (from replay --json).
+record_time_ns() {
+	timeout 20 "${ABB[@]}" replay r --from-seq "$1" --to-seq "$1" --json |
+		sed -n 's/.*"time_ns":\([0-9]*\).*/\1/p'
+}
+
+test_replay() {
+	local t3 t3_text
+	publish_replay_records
+	ok "${ABB[@]}" replay r; lines 5
+	has '^#1 [0-9T:.Z-]+ r\.a key=k1 hdr=h:1 \(9 bytes\) payload-1$'
+	has '^#5 .* r\.b \(9 bytes\) payload-5$'
+	# The very same lines as a subscription from the start.
+	cp "$TMP/out" "$TMP/replay.txt"
+	ok "${ABB[@]}" sub r --from-start --count 5 --timeout 5
+	[ "$OUT" = "$(<"$TMP/replay.txt")" ] || fail "replay and sub print differently: $OUT"
+	ok "${ABB[@]}" replay r --from-start; lines 5
+	ok "${ABB[@]}" replay r --from-seq 3; lines 3; has '^#3 '; has '^#5 '
+	ok "${ABB[@]}" replay r --to-seq 2; lines 2; has '^#1 '; has '^#2 '
+	ok "${ABB[@]}" replay r --from-seq 2 --to-seq 4; lines 3; has '^#2 '; has '^#4 '
+	ok "${ABB[@]}" replay r --subject r.b; lines 2; has '^#4 '; has '^#5 '
+	ok "${ABB[@]}" replay r --subject 'r.*' --to-seq 4; lines 4
+	ok "${ABB[@]}" replay r --subject 'x.>'; lines 0
+	ok "${ABB[@]}" replay r --from-seq 99; lines 0
+	ok "${ABB[@]}" replay r --json; lines 5
+	pycheck '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["seq"] for r in recs] == [1, 2, 3, 4, 5], recs
+assert recs[0]["key"] == "k1" and recs[0]["headers"] == {"h": "1"}, recs[0]
+assert recs[4]["data"] == "payload-5" and recs[4]["key"] is None, recs[4]
+assert all(a["time_ns"] <= b["time_ns"] for a, b in zip(recs, recs[1:])), recs
+' "$TMP/out"
+	cp "$TMP/out" "$TMP/sub.json"
+	ok "${ABB[@]}" sub r --from-start --json --count 5 --timeout 5
+	[ "$OUT" = "$(<"$TMP/sub.json")" ] || fail "replay --json and sub --json differ"
+
+	# --from-time: nanoseconds, RFC 3339, and a duration ago.
+	t3=$(record_time_ns 3)
+	[ -n "$t3" ] || fail "no time for record 3"
+	ok "${ABB[@]}" replay r --from-time "$t3"; lines 3; has '^#3 '
+	ok "${ABB[@]}" sub r --from-time "$t3" --timeout 0.3; lines 3; has '^#3 '
+	t3_text=$(timeout 10 "${ABB[@]}" replay r --from-seq 3 --to-seq 3 | cut -d' ' -f2)
+	ok "${ABB[@]}" replay r --from-time "$t3_text"; lines 3; has '^#3 '
+	ok "${ABB[@]}" sub r --from-time "$t3_text" --count 1 --timeout 5; has '^#3 '
+	ok "${ABB[@]}" replay r --from-time -1h; lines 5
+	ok "${ABB[@]}" sub r --from-time -1d --timeout 0.3; lines 5
+	ok "${ABB[@]}" replay r --from-time 2100-01-01T00:00:00Z; lines 0
+	ok "${ABB[@]}" replay r --from-time 2000-01-01T00:00:00+01:00; lines 5
+	ok "${ABB[@]}" sub r --from-time 2100-01-01T00:00:00.5Z --timeout 0.2; lines 0
+	ok "${ABB[@]}" sub r --from-start --timeout 0.3; lines 5
+
+	bad 1 "stream 'nope' has no log" "${ABB[@]}" replay nope
+}
+
+# --rate original keeps the gaps between records: three records 0.4 s
+# apart take at least about 0.8 s (only a lower bound: the host is shared).
+test_replay_rate() {
+	local start end i
+	ok "${ABB[@]}" stream add paced --ring-size 64K
+	for i in 1 2 3; do
+		ok "${ABB[@]}" pub paced p.x "$i" --durability written
+		[ "$i" -eq 3 ] || sleep 0.4
+	done
+	start=$(date +%s%N)
+	ok "${ABB[@]}" replay paced --rate original; lines 3
+	end=$(date +%s%N)
+	[ $(((end - start) / 1000000)) -ge 600 ] ||
+		fail "replay --rate original took $(((end - start) / 1000000)) ms, want >= ~800"
+	ok "${ABB[@]}" replay paced --rate max; lines 3
+}
+
+# After the daemon stopped: replay and verify read the files themselves.
+test_after_stop() {
+	local seg
+	ok "${ABB[@]}" replay r --data-dir "$DATA"; lines 5; has '^#1 '; has '^#5 '
+	ok env AGENTBUS_DATA="$DATA" "${ABB[@]}" replay r --from-seq 4; lines 2
+	ok env AGENTBUS_DATA="$DATA" AGENTBUS_BUS="$BUS" "$AB" replay r --subject r.a --json; lines 3
+	ok "${ABB[@]}" replay d1 --data-dir "$DATA" --to-seq 3; lines 3
+	ok "${ABB[@]}" verify --data-dir "$DATA"; has 'no problems'
+	ok "${ABB[@]}" verify r --data-dir "$DATA"; lines 1; has "^verified the log of stream 'r': no problems$"
+	ok env AGENTBUS_DATA="$DATA" "${ABB[@]}" verify r --json
+	pycheck 'import json, sys; v = json.load(open(sys.argv[1])); assert v == {"problems": [], "count": 0}, v' "$TMP/out"
+	bad 1 "nope" "${ABB[@]}" verify nope --data-dir "$DATA"
+	bad 1 "stream 'nope' has no log" "${ABB[@]}" replay nope --data-dir "$DATA"
+
+	# One byte in the middle of a segment: the payload of record 3.
+	seg=$(ls "$DATA/$BUS/r/"*.log | head -n 1)
+	[ -f "$seg" ] || { fail "no log segment for stream r under $DATA/$BUS/r"; return; }
+	pycheck '
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+at = data.find(b"payload-3")
+assert at > 0, "payload-3 not in the segment"
+data[at + 4] ^= 0x20
+open(path, "wb").write(data)
+' "$seg"
+	command -v python3 >/dev/null || return 0
+	run "${ABB[@]}" verify r --data-dir "$DATA"
+	[ "$RC" -eq 1 ] || fail "verify of a damaged log exited $RC, want 1: $ERR"
+	has "^stream r: segment $seg offset [0-9]+ seq 3: .+"
+	has "1 problem$"
+	run "${ABB[@]}" verify --data-dir "$DATA" --json
+	[ "$RC" -eq 1 ] || fail "verify --json of a damaged log exited $RC, want 1: $ERR"
+	pycheck '
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert v["count"] == 1 and len(v["problems"]) == 1, v
+p = v["problems"][0]
+assert p["stream"] == "r" and p["seq"] == 3 and p["offset"] > 4096, p
+' "$TMP/out"
+	run "${ABB[@]}" replay r --data-dir "$DATA"
+	[ "$RC" -eq 1 ] || fail "replay over a corrupt record exited $RC, want 1"
+	lines 4; has '^#2 '; has '^#4 '
+	grep -q '^#3 ' <<<"$OUT" && fail "replay printed the corrupt record 3"
+	[ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "replay wrote $(wc -l <"$TMP/err") error lines, want 1: $ERR"
+	grep -qE '^agentbus: replay: .*seq 3 is corrupt' <<<"$ERR" || fail "replay error does not name seq 3: $ERR"
+	run "${ABB[@]}" replay r --data-dir "$DATA" --from-seq 4
+	[ "$RC" -eq 0 ] || fail "replay after the corrupt record exited $RC: $ERR"
+	lines 2
+}
+
 stop_daemon() {
 	kill -TERM "$DAEMON_PID"
 	wait_gone "$DAEMON_PID" 50 || fail "daemon ignored SIGTERM"
@@ -331,6 +595,7 @@ stop_daemon() {
 [ -x "$AB" ] || { echo "no executable at $AB" >&2; exit 1; }
 test_help
 test_usage_errors
+test_durability_usage_errors
 test_no_daemon
 if start_daemon; then
 	test_streams
@@ -342,7 +607,11 @@ if start_daemon; then
 	test_sub_pipe
 	test_stream_rm
 	test_bench_dispatch
+	test_durability
+	test_replay
+	test_replay_rate
 	stop_daemon
+	test_after_stop
 fi
 
 if [ "$FAILURES" -ne 0 ]; then
