@@ -195,10 +195,16 @@ static int tail_index_write(const struct log_segment *s, const struct tail *t, s
 	size_t bytes = t->added_count * sizeof(*t->added), done = 0;
 	int fd = open(s->index_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), err = 0;
 	off_t at = (off_t)(keep * sizeof(struct log_index_entry));
+	struct stat st;
 	ssize_t n;
 
 	if (fd < 0)
 		return -errno;
+	/* Nothing to change (a clean stop): no write, no sync. */
+	if (!bytes && fstat(fd, &st) == 0 && st.st_size == at) {
+		close(fd);
+		return 0;
+	}
 	if (ftruncate(fd, at) != 0)
 		err = -errno;
 	while (!err && done < bytes) {
