@@ -21,6 +21,7 @@
 #ifndef AGENTBUS_TEST_HELPERS_H
 #define AGENTBUS_TEST_HELPERS_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -374,8 +375,8 @@ static inline int t_remove_entry(const char *path, const struct stat *st, int ty
 static inline void t_make_data_dir(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	int n = snprintf(t_state.data_dir, sizeof(t_state.data_dir), "%s/agentbus-test-XXXXXX",
-			 tmp && *tmp == '/' ? tmp : "/tmp");
+	int n = snprintf(t_state.data_dir, sizeof(t_state.data_dir), "%s/agentbus-test-%d-XXXXXX",
+			 tmp && *tmp == '/' ? tmp : "/tmp", (int)getpid());
 
 	if (n < 0 || (size_t)n >= sizeof(t_state.data_dir) || !mkdtemp(t_state.data_dir)) {
 		t_state.data_dir[0] = '\0';
@@ -384,10 +385,117 @@ static inline void t_make_data_dir(void)
 	setenv("AGENTBUS_DATA", t_state.data_dir, 1);
 }
 
+/* Remove the tree at @path, if any, without the library's help. */
+static inline void t_remove_tree(const char *path)
+{
+	nftw(path, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The per-user shared-memory directory: $AGENTBUS_SHM_DIR or
+ * /dev/shm/agentbus-<uid>. */
+static inline void t_shm_user_dir(char *out, size_t len)
+{
+	const char *env = getenv("AGENTBUS_SHM_DIR");
+
+	if (env && *env)
+		snprintf(out, len, "%s", env);
+	else
+		snprintf(out, len, "/dev/shm/agentbus-%u", (unsigned)getuid());
+}
+
+/* The pid at the end of "<prefix><pid>" or "<prefix><pid>-<suffix>", or 0. */
+static inline pid_t t_name_pid(const char *name, const char *prefix)
+{
+	size_t len = strlen(prefix);
+	char *end;
+	long pid;
+
+	if (strncmp(name, prefix, len) != 0)
+		return 0;
+	pid = strtol(name + len, &end, 10);
+	return pid > 0 && (*end == '\0' || *end == '-') ? (pid_t)pid : 0;
+}
+
+/* True if no process @pid exists (not merely one we may not signal). */
+static inline bool t_pid_dead(pid_t pid)
+{
+	return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/*
+ * Remove what earlier test runs left behind when they died without
+ * cleaning up (a sanitizer abort, a timeout's SIGKILL): buses named
+ * "t-<tag>-<pid>" and data directories "agentbus-test-<pid>-*" whose pid
+ * no longer exists. Without this, each aborted run would keep its rings
+ * (up to 64 MiB each) in /dev/shm until reboot. A bus whose daemon still
+ * runs (a pid from another pid namespace, say) is safe: agentbus_bus_destroy()
+ * refuses while the daemon holds the bus's lock.
+ */
+static inline void t_sweep_stale(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char dir[256], path[512];
+	struct dirent *e;
+	DIR *d;
+
+	t_shm_user_dir(dir, sizeof(dir));
+	if ((d = opendir(dir)) != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			const char *dash = strrchr(e->d_name, '-');
+			pid_t pid = dash && e->d_name[0] == 't' && e->d_name[1] == '-' ?
+					    t_name_pid(dash + 1, "") : 0;
+
+			if (pid > 0 && t_pid_dead(pid))
+				agentbus_bus_destroy(e->d_name);
+		}
+		closedir(d);
+	}
+	snprintf(dir, sizeof(dir), "%s", tmp && *tmp == '/' ? tmp : "/tmp");
+	if ((d = opendir(dir)) != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			pid_t pid = t_name_pid(e->d_name, "agentbus-test-");
+
+			if (pid > 0 && t_pid_dead(pid)) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				t_remove_tree(path);
+			}
+		}
+		closedir(d);
+	}
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include <sanitizer/common_interface_defs.h>
+
+/*
+ * A sanitizer that finds an error ends the process at once, past every
+ * cleanup. Its death callback still runs: kill the children and remove the
+ * bus's files directly (the daemon's threads may be anywhere, so no library
+ * call), leaving nothing for the next run to trip over.
+ */
+static void t_on_sanitizer_death(void)
+{
+	char dir[256], path[512];
+
+	if (getpid() != t_state.owner)
+		return;
+	for (int i = 0; i < T_MAX_CHILDREN; i++)
+		if (t_state.children[i] > 0)
+			kill(t_state.children[i], SIGKILL);
+	if (t_state.bus_name[0]) {
+		t_shm_user_dir(dir, sizeof(dir));
+		snprintf(path, sizeof(path), "%s/%s", dir, t_state.bus_name);
+		t_remove_tree(path);
+	}
+	if (t_state.data_dir[0])
+		t_remove_tree(t_state.data_dir);
+}
+#endif
+
 /*
  * Start an embedded daemon on bus "t-<tag>-<pid>" and open it. Leftovers
- * of an earlier run with the same pid are destroyed first. Returns the
- * open bus (also in t_state.bus).
+ * of dead earlier runs, and of an earlier run with the same pid, are
+ * destroyed first. Returns the open bus (also in t_state.bus).
  */
 static inline agentbus_bus *t_setup(const char *tag)
 {
@@ -397,6 +505,10 @@ static inline agentbus_bus *t_setup(const char *tag)
 	/* line by line, so a crash loses no line of progress in a pipe */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_state.owner = getpid();
+	t_sweep_stale();
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	__sanitizer_set_death_callback(t_on_sanitizer_death);
+#endif
 	t_make_data_dir();
 	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), tag);
 	agentbus_bus_destroy(t_state.bus_name);
@@ -437,7 +549,7 @@ static inline void t_cleanup(void)
 		t_state.bus_name[0] = '\0';
 	}
 	if (t_state.data_dir[0]) {
-		nftw(t_state.data_dir, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		t_remove_tree(t_state.data_dir);
 		t_state.data_dir[0] = '\0';
 	}
 }
