@@ -14,7 +14,8 @@
 
 static const char usage[] =
 	"Usage: agentbus pub STREAM SUBJECT [DATA] [--key K] [--header NAME=VALUE]...\n"
-	"                    [--count N] [--durability memory|written|synced] [--bus NAME]\n"
+	"                    [--count N] [--durability memory|written|synced]\n"
+	"                    [--bus NAME]\n"
 	"\n"
 	"Publish a record with subject SUBJECT (dot-separated tokens such as\n"
 	"tool.call.search) to STREAM and print its sequence number. The payload is\n"
