@@ -144,7 +144,8 @@ static int role_producer(const char *arg)
 			agentbus_last_error());
 		return T_FAIL;
 	}
-	for (i = 0; !t_expired(&d); i++) {
+	r = T_PASS;
+	for (i = 0; r == T_PASS && !t_expired(&d); i++) {
 		uint64_t key = d_key(id, index0 + i);
 		size_t len = d_len(key, MAX_LEN);
 		enum agentbus_durability level = producer_plan[id].level;
@@ -161,12 +162,15 @@ static int role_producer(const char *arg)
 			continue;
 		}
 		if (daemon_death_error(seq))
-			return T_PASS;
+			break;
 		fprintf(stderr, "producer %u: publish: %" PRId64 " (%s): %s\n", id, seq,
 			agentbus_strerror((int)seq), agentbus_last_error());
-		return T_FAIL;
+		r = T_FAIL;
 	}
-	return T_PASS;
+	agentbus_stream_close(stream);
+	agentbus_close(bus);
+	close(fd);
+	return r;
 }
 
 /* ------------------------------------------------------------------------ */
