@@ -581,6 +581,26 @@ assert p["stream"] == "r" and p["seq"] == 3 and p["offset"] > 4096, p
 	lines 2
 }
 
+# A daemon started again on the damaged log: a subscription from the start
+# reports the corrupt record, reads on past it, and exits 1.
+test_restart_after_damage() {
+	command -v python3 >/dev/null || return 0
+	ok "${ABB[@]}" stream info r --json
+	pycheck '
+import json, sys
+i = json.load(open(sys.argv[1]))
+assert i["next_seq"] == 6 and i["log_first_seq"] == 1, i
+for f in ("corrupt_records", "lost_first_seq", "lost_last_seq", "log_bytes"):
+    assert isinstance(i[f], int), (f, i)
+' "$TMP/out"
+	ok "${ABB[@]}" stream info r; has '^corrupt_records: +[0-9]+$'
+	run "${ABB[@]}" sub r --from-start --timeout 0.5
+	[ "$RC" -eq 1 ] || fail "sub over a corrupt record exited $RC, want 1: $ERR"
+	lines 4; has '^#2 '; has '^#4 '; has '^#5 '
+	grep -qE '^agentbus: sub: .*seq 3 is corrupt' <<<"$ERR" || fail "sub error does not name seq 3: $ERR"
+	ok "${ABB[@]}" sub r --from-seq 4 --timeout 0.3; lines 2
+}
+
 stop_daemon() {
 	kill -TERM "$DAEMON_PID"
 	wait_gone "$DAEMON_PID" 50 || fail "daemon ignored SIGTERM"
@@ -613,6 +633,10 @@ if start_daemon; then
 	test_replay_rate
 	stop_daemon
 	test_after_stop
+	if start_daemon; then
+		test_restart_after_damage
+		stop_daemon
+	fi
 fi
 
 if [ "$FAILURES" -ne 0 ]; then
