@@ -128,6 +128,7 @@ void release_position(agentbus_sub *sub);
 int wanted(agentbus_sub *sub, const struct agentbus_record *rec);
 int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
 		struct agentbus_record *rec);
+void record_view(const struct frame_header *h, uint64_t seq, struct agentbus_record *rec);
 unsigned char *arena_take(agentbus_sub *sub, uint64_t len);
 int log_start(agentbus_sub *sub, enum agentbus_start start, uint64_t seq, uint64_t time_ns);
 int poll_log(agentbus_sub *sub, struct agentbus_record *rec);

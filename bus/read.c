@@ -48,16 +48,12 @@ static int corrupt(agentbus_sub *sub, const char *what)
 			 (unsigned long long)sub->position);
 }
 
-int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
-		       struct agentbus_record *rec)
+/* Point @rec at the parts of the record @h (whose lengths were checked). */
+void record_view(const struct frame_header *h, uint64_t seq, struct agentbus_record *rec)
 {
 	const unsigned char *body = (const unsigned char *)(h + 1);
-	uint64_t used = (uint64_t)h->subject_len + h->key_len + h->headers_len + h->payload_len;
 
-	if (h->subject_len == 0 || used > sub->stream->max_record ||
-	    align_frame(sizeof(*h) + used) != len)
-		return corrupt(sub, "record lengths do not add up");
-	rec->seq = sub->next_seq;
+	rec->seq = seq;
 	rec->time_ns = h->time_ns;
 	rec->subject = (const char *)body;
 	rec->subject_len = h->subject_len;
@@ -67,6 +63,17 @@ int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
 	rec->headers_len = h->headers_len;
 	rec->payload = body + h->subject_len + h->key_len + h->headers_len;
 	rec->payload_len = h->payload_len;
+}
+
+int fill_record(agentbus_sub *sub, const struct frame_header *h, uint64_t len,
+		struct agentbus_record *rec)
+{
+	uint64_t used = frame_body_len(h);
+
+	if (h->subject_len == 0 || used > sub->stream->max_record ||
+	    align_frame(sizeof(*h) + used) != len)
+		return corrupt(sub, "record lengths do not add up");
+	record_view(h, sub->next_seq, rec);
 	return 0;
 }
 

@@ -139,22 +139,6 @@ static void pace(agentbus_replay *r, uint64_t time_ns)
 	nanosleep(&ts, NULL);
 }
 
-static void fill_view(const struct frame_header *h, uint64_t seq, struct agentbus_record *rec)
-{
-	const unsigned char *body = (const unsigned char *)(h + 1);
-
-	rec->seq = seq;
-	rec->time_ns = h->time_ns;
-	rec->subject = (const char *)body;
-	rec->subject_len = h->subject_len;
-	rec->key = body + h->subject_len;
-	rec->key_len = h->key_len;
-	rec->headers = body + h->subject_len + h->key_len;
-	rec->headers_len = h->headers_len;
-	rec->payload = body + h->subject_len + h->key_len + h->headers_len;
-	rec->payload_len = h->payload_len;
-}
-
 int agentbus_replay_next(agentbus_replay *r, struct agentbus_record *record)
 {
 	const struct frame_header *h;
@@ -183,7 +167,7 @@ int agentbus_replay_next(agentbus_replay *r, struct agentbus_record *record)
 			continue;
 		if (r->config.start == AGENTBUS_START_TIME && h->time_ns < r->config.start_time_ns)
 			continue;
-		fill_view(h, h->seq, record);
+		record_view(h, h->seq, record); /* the reader checked its lengths */
 		if (r->config.rate == AGENTBUS_RATE_ORIGINAL)
 			pace(r, h->time_ns);
 		return 1;
