@@ -475,7 +475,8 @@ int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, vo
 		return set_error(AGENTBUS_E_TOO_LARGE, "read copy: payload of %u bytes, buffer of %zu",
 				 record->payload_len, buffer_len);
 	}
-	memcpy(buffer, record->payload, record->payload_len);
+	if (record->payload_len)
+		memcpy(buffer, record->payload, record->payload_len);
 	record->payload = buffer;
 	return 1;
 }
