@@ -24,6 +24,7 @@ static const char usage[] =
 	"  --json           print one JSON object instead:\n"
 	"                     {\"problems\":[{\"stream\":\"s\",\"segment\":\"...\",\n"
 	"                       \"offset\":4160,\"seq\":2,\"what\":\"...\"}],\"count\":1}\n"
+	"                   with \"error\":\"...\" added when a log could not be read\n"
 	"  --bus NAME       the bus (default: $AGENTBUS_BUS, else \"default\")\n"
 	"  -h, --help       show this help\n"
 	"\n"
@@ -62,6 +63,25 @@ static void report_problem(void *arg, const struct agentbus_problem *p)
 		fputc('}', stdout);
 	}
 	out->count++;
+}
+
+/*
+ * Close the JSON object: the count, and "error" when the logs could not be
+ * read to the end (so a reader of stdout alone never takes a failed check
+ * for a clean one).
+ */
+static void finish_json(const struct verify_out *out, int found)
+{
+	const char *error = agentbus_last_error();
+
+	printf("%s],\"count\":%llu", out->count ? "\n" : "", out->count);
+	if (found < 0) {
+		if (!error || !error[0])
+			error = agentbus_strerror(found);
+		fputs(",\"error\":", stdout);
+		cli_print_json_string(stdout, error, strlen(error));
+	}
+	fputs("}\n", stdout);
 }
 
 /* The line after the problems: what was checked and how it went. */
@@ -113,7 +133,7 @@ int cli_verify_main(int argc, char **argv)
 		fputs("{\"problems\":[", stdout);
 	found = agentbus_verify(ctx.bus, data_dir, stream, report_problem, &out);
 	if (out.json)
-		printf("%s],\"count\":%llu}\n", out.count ? "\n" : "", out.count);
+		finish_json(&out, found);
 	if (fflush(stdout) != 0)
 		return cli_fail(&ctx, "cannot write to standard output");
 	if (found < 0)
