@@ -152,11 +152,17 @@ static int lat_fail(struct lat_ctx *c, const char *what, int err)
 	return -1;
 }
 
-/* 1 when a waiting child should give up: the other side failed, or time is up. */
+/*
+ * 1 when a waiting child should give up: the other side failed, or time is
+ * up (then this side says so, and the other one stops too).
+ */
 static int lat_give_up(struct lat_ctx *c)
 {
-	return atomic_load_explicit(&c->sh->failed, memory_order_acquire) ||
-	       bench_now_ns() > c->deadline;
+	if (atomic_load_explicit(&c->sh->failed, memory_order_acquire))
+		return 1;
+	if (bench_now_ns() <= c->deadline)
+		return 0;
+	return lat_fail(c, "latency: deadline passed while waiting", -ETIMEDOUT), 1;
 }
 
 /*

@@ -120,8 +120,10 @@ int bench_wait_at_least(_Atomic uint32_t *flag, uint32_t want, _Atomic uint32_t 
 	while (atomic_load_explicit(flag, memory_order_acquire) < want) {
 		if (abort && atomic_load_explicit(abort, memory_order_acquire))
 			return -1;
-		if (bench_now_ns() > deadline_ns)
+		if (bench_now_ns() > deadline_ns) {
+			fprintf(stderr, "agentbus bench: deadline passed waiting for another process\n");
 			return -1;
+		}
 		bench_sleep_ns(50000);
 	}
 	return 0;
