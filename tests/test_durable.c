@@ -7,6 +7,7 @@
  *    only once the synced position is; the stream's default level applies
  *    to agentbus_publish() and agentbus_publish_batch().
  *  - A stream that never calls fsync refuses SYNCED (AGENTBUS_E_INVALID).
+ *  - A publisher waiting for SYNCED sleeps rather than spins.
  *  - Group commit: eight threads publishing SYNCED at once all succeed, with
  *    fewer fdatasyncs than records.
  *  - Faults, injected through the spill writer's test hook: while its writes
@@ -209,6 +210,52 @@ static void test_fsync_never(agentbus_bus *bus)
 	T_ERR(agentbus_wait_durable(s, (uint64_t)seq, AGENTBUS_DURABILITY_SYNCED, 100),
 	      AGENTBUS_E_INVALID);
 	expect_in_log("never", (uint64_t)seq, d_key(0, 1));
+	agentbus_stream_close(s);
+}
+
+/* CPU time of the calling thread, in nanoseconds. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A publisher waiting for SYNCED sleeps: with an fdatasync every 300 ms,
+ * publishes wait for it, using a small fraction of a CPU meanwhile.
+ */
+static void test_waiter_sleeps(agentbus_bus *bus)
+{
+	struct agentbus_stream_config cfg = { .ring_size = 1u << 20,
+					      .fsync = AGENTBUS_FSYNC_INTERVAL,
+					      .fsync_interval_ms = 300 };
+	uint64_t wall, cpu, max_wait = 0;
+	agentbus_stream *s;
+	int64_t seq;
+
+	d_create(bus, "interval", &cfg);
+	s = t_open_stream(bus, "interval");
+	wall = t_now_ns();
+	cpu = thread_cpu_ns();
+	for (uint32_t i = 0; i < 4; i++) {
+		uint64_t started = t_now_ns();
+
+		seq = T_OK(d_publish(s, "int.x", d_key(0, i), 64, AGENTBUS_DURABILITY_SYNCED,
+				     T_WAIT_MS));
+		T_ASSERT(d_stat(s).synced_seq > (uint64_t)seq);
+		if (t_now_ns() - started > max_wait)
+			max_wait = t_now_ns() - started;
+	}
+	wall = t_now_ns() - wall;
+	cpu = thread_cpu_ns() - cpu;
+	printf("# synced publishes with fsync every 300 ms: longest wait %" PRIu64 " ms, "
+	       "%" PRIu64 " ms of CPU in %" PRIu64 " ms\n", max_wait / 1000000, cpu / 1000000,
+	       wall / 1000000);
+	T_ASSERTF(max_wait >= 100000000u, "no synced publish waited for the 300 ms fdatasync");
+	T_ASSERTF(cpu * 4 < wall, "waiting for SYNCED took %" PRIu64 " ms of CPU in %" PRIu64
+		  " ms: busy-polling", cpu / 1000000, wall / 1000000);
 	agentbus_stream_close(s);
 }
 
@@ -475,6 +522,7 @@ int main(void)
 	T_RUN(test_levels, bus);
 	T_RUN(test_stream_default, bus);
 	T_RUN(test_fsync_never, bus);
+	T_RUN(test_waiter_sleeps, bus);
 	T_RUN(test_group_commit, bus);
 	T_RUN(test_write_fault, bus);
 	T_RUN(test_fsync_fault, bus);
