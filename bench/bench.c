@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bench_internal.h"
+#include "durability.h"
 
 static void bench_usage(FILE *out)
 {
@@ -15,11 +16,19 @@ static void bench_usage(FILE *out)
 		"       agentbus bench throughput [--size BYTES] [--producers N] [--same-cpu]\n"
 		"                                 [--count N | --seconds S] [--json]\n"
 		"       agentbus bench noise [--seconds S] [--json]\n"
+		"       agentbus bench spill [--size BYTES] [--seconds S] [--json]\n"
+		"       agentbus bench synced [--publishers N] [--count N] [--json]\n"
+		"       agentbus bench replay [--count N] [--size BYTES] [--json]\n"
+		"       agentbus bench restart [--gib N] [--json]\n"
 		"\n"
 		"  latency     one-way latency between two processes on two CPUs, beside the raw\n"
 		"              cache-line, Unix-socket and futex-wake figures of the same run\n"
 		"  throughput  records/s and bytes/s from N producer processes to one subscriber\n"
 		"  noise       how much of each CPU a pinned spinning process gets on this host\n"
+		"  spill       records/s the spill writer sustains into the log vs raw disk bandwidth\n"
+		"  synced      latency of synced publishes vs a raw 4 KiB write + fdatasync\n"
+		"  replay      records/s replayed from the log (page cache, checksums verified)\n"
+		"  restart     time until a restarted daemon serves again over a 1 GiB log\n"
 		"\n"
 		"Each benchmark runs its own embedded daemon on a private bus; `--help` after a\n"
 		"benchmark's name lists all its options.\n");
@@ -37,10 +46,18 @@ int agentbus_bench_main(int argc, char **argv)
 		return bench_throughput_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "noise") == 0)
 		return bench_noise_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "spill") == 0)
+		return bench_spill_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "synced") == 0)
+		return bench_synced_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "replay") == 0)
+		return bench_replay_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "restart") == 0)
+		return bench_restart_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		bench_usage(stdout);
 		return BENCH_OK;
 	}
-	return bench_error("unknown benchmark '%s' (latency, throughput or noise; see --help)", argv[1]);
+	return bench_error("unknown benchmark '%s' (see --help)", argv[1]);
 }
