@@ -82,27 +82,35 @@ static int wait_level(agentbus_stream *stream, uint64_t seq, const uint64_t *pos
 	}
 }
 
+/* Can @level be reached on @stream at all? Checked before publishing, so a
+ * refused level publishes nothing. */
+int check_durability(agentbus_stream *stream, enum agentbus_durability level)
+{
+	if (level > AGENTBUS_DURABILITY_SYNCED)
+		return set_error(AGENTBUS_E_INVALID, "unknown durability %d", (int)level);
+	if (level == AGENTBUS_DURABILITY_SYNCED && stream->control->fsync == AGENTBUS_FSYNC_NEVER)
+		return set_error(AGENTBUS_E_INVALID,
+				 "stream '%s' never calls fsync: durability synced cannot be reached",
+				 stream->name);
+	return 0;
+}
+
 int wait_durable_until(agentbus_stream *stream, uint64_t seq, enum agentbus_durability level,
 		       uint64_t deadline)
 {
 	struct stream_control *c = stream->control;
+	int err;
 
 	if (level == AGENTBUS_DURABILITY_DEFAULT)
 		level = stream->durability;
-	switch (level) {
-	case AGENTBUS_DURABILITY_MEMORY:
+	err = check_durability(stream, level);
+	if (err)
+		return err;
+	if (level == AGENTBUS_DURABILITY_MEMORY)
 		return 0;
-	case AGENTBUS_DURABILITY_WRITTEN:
-		return wait_level(stream, seq, &c->written_seq, deadline);
-	case AGENTBUS_DURABILITY_SYNCED:
-		if (c->fsync == AGENTBUS_FSYNC_NEVER)
-			return set_error(AGENTBUS_E_INVALID,
-					 "stream '%s' never calls fsync: durability synced cannot be reached",
-					 stream->name);
-		return wait_level(stream, seq, &c->synced_seq, deadline);
-	default:
-		return set_error(AGENTBUS_E_INVALID, "unknown durability %d", (int)level);
-	}
+	return wait_level(stream, seq,
+			  level == AGENTBUS_DURABILITY_WRITTEN ? &c->written_seq : &c->synced_seq,
+			  deadline);
 }
 
 uint64_t deadline_after(int timeout_ms)

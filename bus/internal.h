@@ -135,6 +135,7 @@ int poll_log(agentbus_sub *sub, struct agentbus_record *rec);
 void log_stop(agentbus_sub *sub);
 
 /* durable.c */
+int check_durability(agentbus_stream *stream, enum agentbus_durability level);
 int wait_durable_until(agentbus_stream *stream, uint64_t seq, enum agentbus_durability level,
 		       uint64_t deadline);
 uint64_t deadline_after(int timeout_ms);

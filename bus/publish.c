@@ -430,6 +430,9 @@ int64_t agentbus_publish_durable(agentbus_stream *stream, const struct agentbus_
 		durability = stream->durability;
 	if (durability == AGENTBUS_DURABILITY_MEMORY)
 		return publish_records(stream, messages, count, timeout_ms); /* no clock read */
+	err = stream ? check_durability(stream, durability) : 0;
+	if (err)
+		return err;
 	deadline = deadline_after(timeout_ms);
 	first = publish_records(stream, messages, count, timeout_ms);
 	if (first < 0)

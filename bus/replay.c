@@ -22,6 +22,27 @@ struct agentbus_replay {
 	agentbus_stream *stream;   /* mapped when a bus was given: where the log ends */
 };
 
+/* The data directory the bus's (last) daemon used, as its bus segment says:
+ * 1 if found. */
+static int daemon_data_dir(const char *bus, char *out)
+{
+	struct bus_control *control;
+	struct shm_mapping map;
+	char dir[PATH_LEN];
+	int found = 0;
+
+	if (bus_dir_path(bus, dir, sizeof(dir)) || bus_segment_map(dir, &map, &control)) {
+		clear_error();
+		return 0;
+	}
+	if (control->data_dir[0] == '/') {
+		snprintf(out, PATH_LEN, "%s", control->data_dir);
+		found = 1;
+	}
+	shm_segment_unmap(&map);
+	return found;
+}
+
 /* <data dir>/<bus>/<stream>, from the bus segment or the usual defaults. */
 static int log_dir_for(agentbus_bus *bus, const char *data_dir, const char *bus_name,
 		       const char *stream, char *out)
@@ -33,9 +54,9 @@ static int log_dir_for(agentbus_bus *bus, const char *data_dir, const char *bus_
 		snprintf(resolved, sizeof(resolved), "%s", bus->control->data_dir);
 		snprintf(name, sizeof(name), "%s", bus->name);
 	} else if (!err) {
-		err = resolve_data_dir(data_dir, resolved);
-		if (!err)
-			err = resolve_bus_name(bus_name, name);
+		err = resolve_bus_name(bus_name, name);
+		if (!err && (data_dir || !daemon_data_dir(name, resolved)))
+			err = resolve_data_dir(data_dir, resolved);
 	}
 	if (!err)
 		err = path_join(bus_dir, sizeof(bus_dir), resolved, name);

@@ -446,8 +446,8 @@ struct agentbus_replay_config {
 
 /*
  * Replay stream @stream of @bus from its log, read directly from the files
- * (the daemon need not run; @bus may be NULL to use the default data
- * directory and $AGENTBUS_BUS). Records come in sequence order; gaps are
+ * (the daemon need not run; @bus may be NULL: then $AGENTBUS_BUS, and the
+ * data directory its last daemon used, else the default). Records come in sequence order; gaps are
  * skipped; a record whose checksum fails is AGENTBUS_E_CORRUPT naming its
  * seq (the next call goes on after it).
  */
@@ -470,8 +470,8 @@ struct agentbus_problem {
 
 /*
  * Check every record of every segment of @stream (NULL: every stream) of bus
- * @bus_name (NULL: $AGENTBUS_BUS or "default") under @data_dir (NULL: the
- * default, see agentbus_daemon_config). Calls @report for each problem and
+ * @bus_name (NULL: $AGENTBUS_BUS or "default") under @data_dir (NULL: the one
+ * the bus's last daemon used, else the default, see agentbus_daemon_config). Calls @report for each problem and
  * returns how many there were, or a negative code.
  */
 int agentbus_verify(const char *bus_name, const char *data_dir, const char *stream,
