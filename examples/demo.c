@@ -8,7 +8,7 @@
  * agents subscribe and report ready, then the planner publishes. This process
  * collects the answers, stops the agents with SIGTERM once every call is
  * answered, reaps every child by pid, prints what happened, stops the daemon
- * and removes the bus from shared memory. Every wait is bounded; the exit
+ * and removes the bus (shared memory and logs). Every wait is bounded; the exit
  * code is 0 only if every call got exactly one correct answer and every
  * child exited cleanly.
  */
@@ -91,7 +91,7 @@ int demo_wait_byte(int fd, int timeout_ms)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: agentbus-demo [--calls N] [--interval-us N] [--bus NAME]\n"
+		"usage: agentbus-demo [--calls N] [--interval-us N]\n"
 		"\n"
 		"A planner process publishes tool calls on stream \"calls\"; three agent\n"
 		"processes take them by subject filter and answer on \"results\"; this\n"
@@ -100,7 +100,8 @@ static void usage(FILE *out)
 		"\n"
 		"  --calls N        tool calls to make (default 2000)\n"
 		"  --interval-us N  pause between the planner's bursts (default 5000)\n"
-		"  --bus NAME       bus name (default demo-<pid>, removed at the end)\n");
+		"\n"
+		"The bus is demo-<pid>, removed at the end with everything in it.\n");
 }
 
 /* Parse a number in [@min, @max]; returns 0 or -1. */
@@ -125,7 +126,6 @@ static int parse_options(int argc, char **argv, struct demo_options *options)
 	static const struct option longopts[] = {
 		{ "calls", required_argument, NULL, 'c' },
 		{ "interval-us", required_argument, NULL, 'i' },
-		{ "bus", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -133,6 +133,7 @@ static int parse_options(int argc, char **argv, struct demo_options *options)
 
 	options->calls = 2000;
 	options->interval_us = 5000;
+	/* Always a bus of our own: the demo destroys its bus when it ends. */
 	snprintf(options->bus, sizeof(options->bus), "demo-%d", (int)getpid());
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -143,11 +144,6 @@ static int parse_options(int argc, char **argv, struct demo_options *options)
 		case 'i':
 			if (parse_u64(optarg, 0, 1000000, &options->interval_us) != 0)
 				return bad_option("--interval-us wants a number from 0 to 1000000");
-			break;
-		case 'b':
-			if (strlen(optarg) >= sizeof(options->bus))
-				return bad_option("--bus wants a name of at most 63 characters");
-			strcpy(options->bus, optarg);
 			break;
 		case 'h':
 			return 1;
@@ -515,7 +511,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (r < 0) {
-		fprintf(stderr, "usage: agentbus-demo [--calls N] [--interval-us N] [--bus NAME] (see --help)\n");
+		fprintf(stderr, "usage: agentbus-demo [--calls N] [--interval-us N] (see --help)\n");
 		return 2;
 	}
 	if (demo_tally_init(&run.tally, run.options.calls) != 0) {
