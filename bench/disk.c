@@ -174,8 +174,7 @@ void dur_cpus(int *first, int *last)
 	*last = n > 0 ? cpus[n - 1] : -1;
 }
 
-/* A new file for a baseline in @dir; fd or -errno. */
-static int dur_baseline_file(const char *dir, char *path, size_t len)
+int dur_raw_file(const char *dir, char *path, size_t len)
 {
 	int fd;
 
@@ -205,7 +204,7 @@ int dur_raw_bandwidth(const char *dir, uint64_t bytes, double *bytes_per_s)
 {
 	char path[PATH_MAX + 32];
 	char *buf = malloc(DUR_CHUNK);
-	int fd = dur_baseline_file(dir, path, sizeof(path));
+	int fd = dur_raw_file(dir, path, sizeof(path));
 	uint64_t t0, t1, off = 0;
 	int err = 0;
 
@@ -229,25 +228,30 @@ int dur_raw_bandwidth(const char *dir, uint64_t bytes, double *bytes_per_s)
 	return err;
 }
 
+int64_t dur_raw_append(int fd, uint64_t index)
+{
+	static const char buf[DUR_RECORD] = { 0x5a };
+	uint64_t t0 = bench_now_ns();
+	int err = dur_pwrite_all(fd, buf, sizeof(buf), index * sizeof(buf));
+
+	if (!err && fdatasync(fd) < 0)
+		err = -errno;
+	return err ? err : (int64_t)(bench_now_ns() - t0);
+}
+
 int dur_raw_fdatasync(const char *dir, size_t count, uint64_t *samples)
 {
 	char path[PATH_MAX + 32];
-	char buf[DUR_RECORD];
-	int fd = dur_baseline_file(dir, path, sizeof(path));
-	int err = 0;
+	int fd = dur_raw_file(dir, path, sizeof(path));
+	int64_t ns = 0;
 
 	if (fd < 0)
 		return fd;
-	memset(buf, 0x5a, sizeof(buf));
-	for (size_t i = 0; i < count && !err; i++) {
-		uint64_t t0 = bench_now_ns();
-
-		err = dur_pwrite_all(fd, buf, sizeof(buf), (uint64_t)i * sizeof(buf));
-		if (!err && fdatasync(fd) < 0)
-			err = -errno;
-		samples[i] = bench_now_ns() - t0;
+	for (size_t i = 0; i < count && ns >= 0; i++) {
+		ns = dur_raw_append(fd, i);
+		samples[i] = ns >= 0 ? (uint64_t)ns : 0;
 	}
 	close(fd);
 	unlink(path);
-	return err;
+	return ns < 0 ? (int)ns : 0;
 }

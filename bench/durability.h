@@ -59,6 +59,12 @@ void dur_cpus(int *first, int *last);
  */
 int dur_raw_bandwidth(const char *dir, uint64_t bytes, double *bytes_per_s);
 
+/* A new file for a baseline in @dir, its name in @path; fd or -errno. */
+int dur_raw_file(const char *dir, char *path, size_t len);
+
+/* Append 4 KiB block number @index to @fd and fdatasync(); ns taken or -errno. */
+int64_t dur_raw_append(int fd, uint64_t index);
+
 /*
  * Raw synced append latency: @count times a 4 KiB pwrite() at the end of a
  * new file followed by fdatasync(), each timed into samples[]. 0 or -errno.

@@ -10,8 +10,10 @@
  * the records/s should grow with N while each publish still waits about one
  * fdatasync. msgs_per_s is every record over the time from the start to the
  * last publisher's end. The baseline appends 4 KiB to a file of the same data
- * directory and calls fdatasync(), timed per call, half of its samples
- * before the publishers run and half after, so both see the disk alike.
+ * directory and calls fdatasync(), timed per call. With one publisher it
+ * takes turns with the publishes, call by call, so both see the same moments
+ * of a shared disk (its time is then left out of msgs_per_s); with more,
+ * half of its samples are taken before the publishers run and half after.
  *
  * Placement: the daemon (its spill writer) on the last CPU we may use, the
  * publishers on the first.
@@ -22,12 +24,14 @@
 #include "durability.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_internal.h"
 
@@ -61,6 +65,10 @@ struct sy_shared {
 	_Atomic int failed;
 	_Atomic uint64_t end_ns; /* the last publisher's end */
 	uint64_t start_ns;
+	int base_fd;            /* the interleaved baseline's file, or -1 */
+	uint64_t *base;         /* its samples */
+	uint64_t base_n;        /* taken */
+	uint64_t base_ns;       /* their total, left out of the window */
 };
 
 struct sy_thread {
@@ -68,6 +76,24 @@ struct sy_thread {
 	pthread_t thread;
 	int index;
 };
+
+/* With one publisher, one raw append + fdatasync before publish @n. 0 or -1. */
+static int sy_interleave(struct sy_shared *sh, uint64_t n)
+{
+	int64_t ns;
+
+	if (sh->base_fd < 0 || n >= sh->o->baseline)
+		return 0;
+	ns = dur_raw_append(sh->base_fd, n);
+	if (ns < 0) {
+		dur_fail("raw 4 KiB write + fdatasync", (int)ns);
+		atomic_store(&sh->failed, 1);
+		return -1;
+	}
+	sh->base[sh->base_n++] = (uint64_t)ns;
+	sh->base_ns += (uint64_t)ns;
+	return 0;
+}
 
 /* One publisher: --count synced publishes, each timed. */
 static void *sy_publisher(void *arg)
@@ -90,10 +116,14 @@ static void *sy_publisher(void *arg)
 	while (!atomic_load_explicit(&sh->go, memory_order_acquire))
 		bench_sleep_ns(20000);
 	for (; n < o->count && !atomic_load_explicit(&sh->failed, memory_order_relaxed); n++) {
-		uint64_t t0 = bench_now_ns();
-		int64_t rc = agentbus_publish_durable(sh->stream, &msg, 1, 10000,
-						      AGENTBUS_DURABILITY_SYNCED);
+		uint64_t t0;
+		int64_t rc;
 
+		if (sy_interleave(sh, n) < 0)
+			break;
+		t0 = bench_now_ns();
+		rc = agentbus_publish_durable(sh->stream, &msg, 1, 10000,
+					      AGENTBUS_DURABILITY_SYNCED);
 		now = bench_now_ns();
 		if (rc < 0) {
 			dur_fail("agentbus_publish_durable(synced)", (int)rc);
@@ -144,7 +174,7 @@ static int sy_publish_all(struct sy_shared *sh, struct sy_thread *threads, struc
 	for (int i = 0; i < started; i++)
 		pthread_join(threads[i].thread, NULL);
 	r->records = atomic_load(&sh->done);
-	r->window_s = (double)(atomic_load(&sh->end_ns) - sh->start_ns) / 1e9;
+	r->window_s = (double)(atomic_load(&sh->end_ns) - sh->start_ns - sh->base_ns) / 1e9;
 	r->msgs_per_s = r->window_s > 0 ? (double)r->records / r->window_s : 0;
 	return atomic_load(&sh->failed) ? -1 : 0;
 }
@@ -163,7 +193,8 @@ static int sy_run(const struct sy_opts *o, struct sy_result *r)
 					     .fsync = AGENTBUS_FSYNC_BATCH };
 	uint64_t total = (uint64_t)o->publishers * o->count;
 	uint64_t half = o->baseline / 2;
-	struct sy_shared sh = { .o = o };
+	struct sy_shared sh = { .o = o, .base_fd = -1 };
+	char base_path[PATH_MAX + 32];
 	struct sy_thread *threads = calloc((size_t)o->publishers, sizeof(*threads));
 	uint64_t *base = calloc(o->baseline + 1, sizeof(*base));
 	uint64_t *merged = calloc(total, sizeof(*merged));
@@ -175,16 +206,30 @@ static int sy_run(const struct sy_opts *o, struct sy_result *r)
 	if (!threads || !base || !merged || !sh.samples || dur_make_dir(&b, "synced") < 0)
 		goto free;
 	dur_pin_thread(o->cpu_daemon);
-	if (sy_baseline(b.dir, base, 0, half) < 0 || dur_start(&b, &sc) < 0)
+	if (o->publishers == 1) {
+		sh.base = base;
+		sh.base_fd = dur_raw_file(b.dir, base_path, sizeof(base_path));
+		if (sh.base_fd < 0) {
+			dur_fail("baseline file", sh.base_fd);
+			goto out;
+		}
+	} else if (sy_baseline(b.dir, base, 0, half) < 0) {
+		goto out;
+	}
+	if (dur_start(&b, &sc) < 0)
 		goto out;
 	sh.stream = b.stream;
 	rc = sy_publish_all(&sh, threads, r);
 	dur_stop_daemon(&b);
-	if (sy_baseline(b.dir, base, half, o->baseline - half) < 0)
+	if (o->publishers > 1 && sy_baseline(b.dir, base, half, o->baseline - half) < 0)
 		rc = -1;
 	bench_percentiles(merged, sy_gather(&sh, merged), &r->publish);
-	bench_percentiles(base, o->baseline, &r->baseline);
+	bench_percentiles(base, o->publishers == 1 ? sh.base_n : o->baseline, &r->baseline);
 out:
+	if (sh.base_fd >= 0) {
+		close(sh.base_fd);
+		unlink(base_path);
+	}
 	dur_cleanup(&b);
 free:
 	free(threads);
