@@ -177,9 +177,12 @@ int bench_spawn(struct bench_children *children, int cpu, int (*fn)(void *arg), 
 	return 0;
 }
 
-/* 1 if a waitpid() status means the child did not end with exit(0). */
-static int bench_status_failed(int status)
+/* 1 if a waitpid() status means the child did not end with exit(0); a signal is named. */
+static int bench_status_failed(pid_t pid, int status)
 {
+	if (WIFSIGNALED(status))
+		fprintf(stderr, "agentbus bench: child %d died of signal %d (%s)\n", (int)pid,
+			WTERMSIG(status), strsignal(WTERMSIG(status)));
 	return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
@@ -198,7 +201,7 @@ int bench_reap(struct bench_children *children, uint64_t deadline_ns)
 
 			if (children->pid[i] <= 0 || waitpid(children->pid[i], &status, WNOHANG) <= 0)
 				continue;
-			failed += bench_status_failed(status);
+			failed += bench_status_failed(children->pid[i], status);
 			children->pid[i] = 0;
 			live--;
 		}
