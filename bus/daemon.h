@@ -12,7 +12,8 @@
 #include "persist/spill.h"
 
 #define STALE_CLAIM_TIMEOUT_NS 1000000000ull /* a reserved frame left unmarked this long is dead */
-#define UNMARKED_GRACE_NS 3000000ull /* ...and this long, if a client died meanwhile */
+#define UNMARKED_GRACE_NS 3000000ull /* stuck this long before a client died: it was that client's */
+#define UNMARKED_LONG_NS 50000000ull /* stuck this long after a death: a live producer would have marked it */
 
 struct client {
 	int fd;              /* its socket; EOF or an error = the client died */

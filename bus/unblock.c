@@ -130,15 +130,17 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 		stuck->since_ns = now;
 		return;
 	}
-	timed_out = now - stuck->since_ns >= STALE_CLAIM_TIMEOUT_NS;
 	/* Not marked: its producer died in the few instructions after reserving,
-	 * or is about to mark it. A live one does so within nanoseconds, so act
-	 * only on a frame unmarked for UNMARKED_GRACE_NS, and only if a client
-	 * died around then (or after the timeout, whatever happened). */
-	if (now - stuck->since_ns < UNMARKED_GRACE_NS)
+	 * or is about to mark it (a live one does so within nanoseconds, unless
+	 * descheduled right there). Act if the frame was already stuck before a
+	 * client died; if it got stuck just after a death, only once it has
+	 * stayed so for UNMARKED_LONG_NS; whatever happened, after the timeout. */
+	if (!(now - stuck->since_ns >= STALE_CLAIM_TIMEOUT_NS ||
+	      d->last_death_ns >= stuck->since_ns + UNMARKED_GRACE_NS ||
+	      (now - stuck->since_ns >= UNMARKED_LONG_NS &&
+	       d->last_death_ns + STALE_CLAIM_TIMEOUT_NS >= stuck->since_ns)))
 		return;
-	if (!timed_out && d->last_death_ns + STALE_CLAIM_TIMEOUT_NS < stuck->since_ns)
-		return;
+	timed_out = now - stuck->since_ns >= STALE_CLAIM_TIMEOUT_NS;
 	end = find_frame_end(w->stream, position, seq, tail, &count);
 	/* Several unmarked frames in a row might hide a live producer between
 	 * two dead ones: only the timeout makes that too unlikely to wait for. */
