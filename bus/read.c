@@ -270,6 +270,8 @@ static int poll_frames(agentbus_sub *sub, struct agentbus_record *rec, int may_r
 	int step, moves = 0;
 
 	for (;;) {
+		size_t arena_mark = sub->arena_used;
+
 		/* Between the ring and the log once each way at most: more means
 		 * they disagree (a corrupt tail, say); the caller's timeout rules. */
 		if (moves > 2)
@@ -289,6 +291,7 @@ static int poll_frames(agentbus_sub *sub, struct agentbus_record *rec, int may_r
 			sub->stats.delivered++;
 			return 1;
 		}
+		sub->arena_used = arena_mark; /* a copy nobody will see */
 	}
 	if (may_release)
 		release_position(sub);
