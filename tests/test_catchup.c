@@ -16,10 +16,8 @@
  *  - A filtered subscription catches up too (the last sub-test: a library
  *    bug when written, see test_filtered_catchup()).
  *
- * Threads only: producers are threads of this process. Run as
- * "test_catchup single" it uses one producer thread and leaves out the
- * reader lapped while producers run: the part ThreadSanitizer can check
- * (see main()).
+ * Threads only: producers are threads of this process, so ThreadSanitizer
+ * checks all of it.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,12 +25,11 @@
 #include "durability.h"
 
 #define RING (64u << 10)
-#define PRODUCERS 2          /* at most; "single" mode runs one */
+#define PRODUCERS 2
 #define MAX_LEN 600          /* payloads of 8..607 bytes: frames of 128..704 */
 #define RECORDS 4000         /* records the producers publish: about 25 rings */
 
-/* Producer threads: PRODUCERS, or 1 in "single" mode (see main()). */
-static uint32_t producers = PRODUCERS;
+static const uint32_t producers = PRODUCERS;
 
 /* CLOCK_REALTIME in nanoseconds, the clock of record times. */
 static uint64_t wall_ns(void)
@@ -552,25 +549,12 @@ static void test_start_in_log(agentbus_bus *bus, const char *name, enum agentbus
 	agentbus_stream_close(s);
 }
 
-/*
- * "single" mode (the run ThreadSanitizer checks): one producer thread, and
- * no reader lapped while the producers run. Two producer threads taking
- * turns around the ring are ordered only through the spill writer's
- * position, which the daemon writes through its own mapping of the stream:
- * TSan, which tracks addresses, not memory, cannot see that edge and reports
- * a race. A lapped reader copying ring memory a producer overwrites is the
- * other such report (see test_stress_threads_spill).
- */
-int main(int argc, char **argv)
+int main(void)
 {
-	bool single = argc > 1 && strcmp(argv[1], "single") == 0;
-	agentbus_bus *bus = d_setup(single ? "catchup1" : "catchup");
+	agentbus_bus *bus = d_setup("catchup");
 
-	if (single)
-		producers = 1;
 	T_RUN(test_paused_reader, bus);
-	if (!single)
-		T_RUN(test_lapped_while_live, bus);
+	T_RUN(test_lapped_while_live, bus);
 	T_RUN(test_block, bus);
 	T_RUN(test_start_in_log, bus, "hist-spill", AGENTBUS_OVERFLOW_SPILL);
 	T_RUN(test_start_in_log, bus, "hist-block", AGENTBUS_OVERFLOW_BLOCK);
