@@ -164,6 +164,20 @@ static void backoff(unsigned attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* Say who holds producers back: the spill writer, or a subscription. */
+static int backpressure(agentbus_stream *stream, uint64_t wanted_end)
+{
+	struct stream_control *c = stream->control;
+
+	if (load_acquire(&c->spill_position) + stream->ring_size < wanted_end)
+		return set_error(AGENTBUS_E_BACKPRESSURE,
+				 "stream '%s': ring full of records not yet %s to the log%s", stream->name,
+				 c->fsync == AGENTBUS_FSYNC_NEVER ? "written" : "synced",
+				 load_relaxed(&c->spill_error) ? " (the spill writer has an I/O error)" : "");
+	return set_error(AGENTBUS_E_BACKPRESSURE,
+			 "stream '%s': ring full of records a subscription has not read", stream->name);
+}
+
 /*
  * Reserve @len bytes and @seqs sequence numbers (edge T1). Returns 0 with the
  * position and first seq, or AGENTBUS_E_BACKPRESSURE / AGENTBUS_E_DELETED.
@@ -191,9 +205,7 @@ static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int tim
 					return set_error(AGENTBUS_E_DELETED, "stream '%s' was deleted",
 							 stream->name);
 				if (timeout_ms == 0 || (deadline && monotonic_ns() >= deadline))
-					return set_error(AGENTBUS_E_BACKPRESSURE,
-							 "stream '%s': ring full of records a subscription has not read",
-							 stream->name);
+					return backpressure(stream, tail.lo + len);
 				if (!deadline && timeout_ms > 0)
 					deadline = monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
 				backoff(attempt++);
