@@ -109,9 +109,10 @@ const char *agentbus_name(const agentbus_bus *bus);
  * Durability of a publish: what must have happened before it returns, and so
  * what can still lose the record (LMDB-style, exactly):
  *
- *   MEMORY   the record is committed in the ring. Lost if the daemon dies
- *            before its spill writer wrote it (the ring itself survives any
- *            process's death, and a restarted daemon spills it), or on reboot.
+ *   MEMORY   the record is committed in the ring. Lost by a reboot or power
+ *            loss before the spill writer wrote it. The death of a process,
+ *            the daemon's included, loses nothing: the ring stays in shared
+ *            memory and the next daemon spills it.
  *   WRITTEN  the spill writer's write of the record to the log completed (in
  *            the page cache). Survives the death of any process, daemon
  *            included; lost on power loss or a kernel crash.
