@@ -7,10 +7,11 @@
  * the streams "calls" and "results", and lets the children go in order:
  * agents subscribe and report ready, then the planner publishes. This process
  * collects the answers, stops the agents with SIGTERM once every call is
- * answered, reaps every child by pid, prints what happened, stops the daemon
- * and removes the bus (shared memory and logs). Every wait is bounded; the exit
- * code is 0 only if every call got exactly one correct answer and every
- * child exited cleanly.
+ * answered, reaps every child by pid, prints what happened, replays the run
+ * from the streams' logs as an audit trail, stops the daemon and removes the
+ * bus (shared memory and logs). Every wait is bounded; the exit code is 0
+ * only if every call got exactly one correct answer, every child exited
+ * cleanly, and the logs hold exactly one result for every call.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -96,7 +97,8 @@ static void usage(FILE *out)
 		"A planner process publishes tool calls on stream \"calls\"; three agent\n"
 		"processes take them by subject filter and answer on \"results\"; this\n"
 		"process runs the embedded daemon, checks every answer and prints the\n"
-		"delivery latencies. Ends by itself (about 5 s with the defaults).\n"
+		"delivery latencies, then replays the run from the streams' logs as an\n"
+		"audit trail. Ends by itself (about 5 s with the defaults).\n"
 		"\n"
 		"  --calls N        tool calls to make (default 2000)\n"
 		"  --interval-us N  pause between the planner's bursts (default 5000)\n"
@@ -465,7 +467,7 @@ static void catch_interrupts(void)
 static int demo_run(struct run *run)
 {
 	uint64_t started = demo_now_ns();
-	int failed = 0, children_ok;
+	int failed = 0, children_ok, audit_ok = 0;
 
 	if (pipe(run->agents_go) || pipe(run->planner_go) || pipe(run->ready)) {
 		perror("agentbus-demo: pipe");
@@ -487,11 +489,15 @@ static int demo_run(struct run *run)
 	close_pipes(run);
 	if (run->bus)
 		demo_report(&run->tally, run->bus);
+	/* Only a finished run is worth auditing: a failed one already says why. */
+	if (run->bus && !failed && children_ok)
+		audit_ok = demo_audit(run->bus, run->options.calls) == 0;
 	stop_bus(run);
-	failed = failed || !children_ok || !demo_tally_ok(&run->tally);
+	failed = failed || !children_ok || !demo_tally_ok(&run->tally) || !audit_ok;
 	printf("\n%s (%.1f s)\n",
-	       failed ? "FAILED: not every call got exactly one correct answer, or a process failed"
-		      : "OK: every call got exactly one correct answer",
+	       failed ? "FAILED: not every call got exactly one correct answer, a process failed, "
+			"or the log does not hold exactly one result per call"
+		      : "OK: every call got exactly one correct answer, and the log agrees",
 	       (demo_now_ns() - started) / 1e9);
 	return failed ? 1 : 0;
 }

@@ -100,6 +100,9 @@ void demo_tally_add(struct demo_tally *tally, const struct agentbus_record *reco
 int demo_tally_ok(const struct demo_tally *tally);
 void demo_report(struct demo_tally *tally, agentbus_bus *bus);
 
+/* demo_audit.c */
+int demo_audit(agentbus_bus *bus, uint64_t calls);
+
 /* demo.c */
 uint64_t demo_now_ns(void);
 int demo_wait_byte(int fd, int timeout_ms);
