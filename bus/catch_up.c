@@ -2,9 +2,10 @@
  * catch_up.c - a subscription reading from the log: one that started before
  * the ring's oldest record, or (overflow SPILL) one the ring lapped. It reads
  * what the spill writer has written, in order, without missing a record, and
- * goes back to the ring where the log ends: everything past the spill
- * writer's position is still in the ring, since producers never overwrite
- * what it has not written (D1 in persist/spill.c).
+ * goes back to the ring where the log ends: everything past the written
+ * position is still in the ring, since producers never overwrite what the
+ * spill writer has not written (D1 in persist/spill.c), and the written
+ * position is never behind the spill writer's tether.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ static int open_reader(agentbus_sub *sub)
 		err = path_join(dir, sizeof(dir), bus_dir, stream->name);
 	if (!err)
 		err = log_reader_open(&sub->log, dir,
-				      load_acquire(&stream->control->spill_position));
+				      load_acquire(&stream->control->written_position));
 	if (err)
 		return set_error(err, "stream '%s': cannot read its log: %s", stream->name,
 				 agentbus_strerror(err));
@@ -59,7 +60,7 @@ int log_start(agentbus_sub *sub, enum agentbus_start start, uint64_t seq, uint64
 	err = sub->log ? 0 : open_reader(sub);
 	if (err)
 		return err;
-	log_reader_set_end(sub->log, load_acquire(&sub->stream->control->spill_position));
+	log_reader_set_end(sub->log, load_acquire(&sub->stream->control->written_position));
 	if (start == AGENTBUS_START_TIME)
 		err = log_reader_seek_time(sub->log, time_ns);
 	else
@@ -121,7 +122,7 @@ int poll_log(agentbus_sub *sub, struct agentbus_record *rec)
 	/* Records handed out by this call live in the arena: leave room. */
 	if (sub->arena_used && sub->arena_used + stream->max_frame > sub->arena_cap)
 		return STEP_NOTHING;
-	log_reader_set_end(sub->log, load_acquire(&stream->control->spill_position));
+	log_reader_set_end(sub->log, load_acquire(&stream->control->written_position));
 	r = log_reader_next(sub->log, &h, &position);
 	if (r < 0 && load_relaxed(&stream->control->deleted)) {
 		/* Its log is gone with it: read on what the ring still holds. */

@@ -90,6 +90,7 @@ static void fill_source(struct agentbus_daemon *d, struct watched_stream *w,
 	src->fsync_interval_ms = c->fsync_interval_ms;
 	src->segment_size = c->segment_size;
 	src->spill_position = &c->spill_position;
+	src->written_position = &c->written_position;
 	src->written_seq = &c->written_seq;
 	src->synced_seq = &c->synced_seq;
 	src->error_seq = &c->error_seq;

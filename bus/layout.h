@@ -105,7 +105,8 @@ struct stream_control {
 	int32_t spill_error;       /* 0, or -errno of the write/fsync that failed last */
 	uint32_t durability_signal; /* futex word: bumped when any of the above change */
 	uint32_t durability_waiters; /* publishers asleep on durability_signal */
-	uint8_t pad5[20];
+	uint64_t written_position; /* the log holds every frame below (stored before written_seq) */
+	uint8_t pad5[12];
 
 	/* What the log says (daemon-written, for stream info). */
 	uint64_t log_first_seq __attribute__((aligned(64)));

@@ -170,7 +170,7 @@ int agentbus_replay_next(agentbus_replay *r, struct agentbus_record *record)
 		return set_error(AGENTBUS_E_INVALID, "replay next: NULL argument");
 	for (;;) {
 		if (r->stream)
-			log_reader_set_end(r->log, load_acquire(&r->stream->control->spill_position));
+			log_reader_set_end(r->log, load_acquire(&r->stream->control->written_position));
 		got = log_reader_next(r->log, &h, &position);
 		if (got < 0)
 			return set_error(got, "%s", log_reader_error(r->log));

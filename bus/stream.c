@@ -33,7 +33,7 @@ static void stream_control_init(void *control_memory, void *arg)
 	snprintf(control->name, sizeof(control->name), "%s", args->name);
 	control->tail = tail;
 	control->limit = limit;
-	control->spill_position = args->position;
+	control->spill_position = control->written_position = args->position;
 	control->written_seq = control->synced_seq = args->seq;
 	control->log_first_seq = args->seq;
 	control->durability = cfg->durability;

@@ -218,7 +218,7 @@ int log_frame_find(struct log_segment_view *v, uint64_t from, uint64_t after_seq
 		   uint64_t *position, uint64_t *seq)
 {
 	const struct frame_header *h, *frame;
-	const unsigned char *bytes;
+	const unsigned char *bytes = NULL; /* set by view_bytes() when it returns > 0 */
 	uint64_t q, len, next, want, saved = v->readahead;
 	const char *why;
 	int rc = 0;

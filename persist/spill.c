@@ -335,8 +335,10 @@ static void advance_done(struct spill_writer *w, struct spill_stream *s)
 	}
 	if (!moved)
 		return;
+	/* D2: the position first, so whoever sees the seq finds the frames. */
+	store_release(s->src.written_position, s->done_position);
 	if (s->done_seq > load_relaxed(s->src.written_seq))
-		store_release(s->src.written_seq, s->done_seq); /* D2 */
+		store_release(s->src.written_seq, s->done_seq);
 	if (s->src.fsync == SPILL_FSYNC_NEVER) {
 		s->synced_position = s->done_position;
 		clear_error(w, s);
@@ -696,6 +698,7 @@ int spill_add_stream(struct spill_writer *w, const struct spill_source *source,
 		free_stream(s);
 		return err;
 	}
+	store_release(s->src.written_position, position);
 	store_release(s->src.written_seq, seq);
 	store_release(s->src.synced_seq, seq);
 	publish_tether(s);

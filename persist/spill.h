@@ -34,6 +34,7 @@ struct spill_source {
 	uint64_t segment_size;
 	/* In shared memory; see struct stream_control in bus/layout.h. */
 	uint64_t *spill_position;     /* D1: release-stored after writes complete */
+	uint64_t *written_position;   /* D2: where the log ends (readers stop there) */
 	uint64_t *written_seq;
 	uint64_t *synced_seq;
 	uint64_t *error_seq;
