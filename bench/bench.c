@@ -20,6 +20,7 @@ static void bench_usage(FILE *out)
 		"       agentbus bench synced [--publishers N] [--count N] [--json]\n"
 		"       agentbus bench replay [--count N] [--size BYTES] [--json]\n"
 		"       agentbus bench restart [--gib N] [--json]\n"
+		"       agentbus bench replay-rate [--seconds S] [--records N] [--json]\n"
 		"\n"
 		"  latency     one-way latency between two processes on two CPUs, beside the raw\n"
 		"              cache-line, Unix-socket and futex-wake figures of the same run\n"
@@ -29,6 +30,7 @@ static void bench_usage(FILE *out)
 		"  synced      latency of synced publishes vs a raw 4 KiB write + fdatasync\n"
 		"  replay      records/s replayed from the log (page cache, checksums verified)\n"
 		"  restart     time until a restarted daemon serves again over a 1 GiB log\n"
+		"  replay-rate how closely --rate original reproduces the gaps between records\n"
 		"\n"
 		"Each benchmark runs its own embedded daemon on a private bus; `--help` after a\n"
 		"benchmark's name lists all its options.\n");
@@ -54,6 +56,8 @@ int agentbus_bench_main(int argc, char **argv)
 		return bench_replay_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "restart") == 0)
 		return bench_restart_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "replay-rate") == 0)
+		return bench_replay_rate_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		bench_usage(stdout);

@@ -78,6 +78,7 @@ int dur_fail(const char *what, int err);
 int bench_spill_main(int argc, char **argv);
 int bench_synced_main(int argc, char **argv);
 int bench_replay_main(int argc, char **argv);
+int bench_replay_rate_main(int argc, char **argv);
 int bench_restart_main(int argc, char **argv);
 
 #endif /* AGENTBUS_BENCH_DURABILITY_H */
