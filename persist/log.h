@@ -68,6 +68,9 @@ int log_segment_paths(const char *dir, uint64_t base_position, char *log_path, c
 int log_segment_create(const char *dir, const char *stream, uint64_t base_position,
 		       uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd);
 
+/* fsync directory @dir, so that files made or removed in it stay so. */
+int log_sync_dir(const char *dir);
+
 /* Read and check a segment's header. */
 int log_segment_header_read(int fd, struct log_segment_header *header);
 

@@ -50,18 +50,6 @@ static uint64_t indexed_end_seq(const struct log_segment *s)
 	return seq;
 }
 
-static int sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* Is segment @i (not the last) beyond any limit, given what is left from it on? */
 static int over_limits(const struct log_segment *list, size_t n, size_t i,
 		       const struct log_retention_limits *limits, uint64_t now_ns,
@@ -112,6 +100,6 @@ int log_apply_retention(const char *dir, const struct log_retention_limits *limi
 	}
 	free(list);
 	if (deleted && rc == 0)
-		rc = sync_dir(dir);
+		rc = log_sync_dir(dir);
 	return rc ? rc : deleted;
 }

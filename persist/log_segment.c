@@ -45,7 +45,7 @@ static int write_all(int fd, const void *buf, size_t len, off_t offset)
 	return 0;
 }
 
-static int sync_dir(const char *dir)
+int log_sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
 
@@ -101,7 +101,7 @@ int log_segment_create(const char *dir, const char *stream, uint64_t base_positi
 	if (!err && fdatasync(ifd) != 0)
 		err = -errno;
 	if (!err)
-		err = sync_dir(dir);
+		err = log_sync_dir(dir);
 	if (err) {
 		close(lfd);
 		close(ifd);
