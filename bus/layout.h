@@ -93,8 +93,7 @@ struct stream_control {
 	uint8_t pad3[56];
 
 	uint64_t gaps __attribute__((aligned(64))); /* sequence numbers turned into gaps */
-	uint64_t unblocked;                         /* gaps made by the daemon */
-	uint8_t pad4[48];
+	uint8_t pad4[56];
 
 	/* Durability, written by the daemon's spill writer (edge D1 in
 	 * persist/spill.c): the log holds every frame below spill_position. */

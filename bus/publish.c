@@ -28,6 +28,7 @@
 void (*agentbus_test_hook)(int point);
 
 #define REVOKE_RETRIES 8
+#define SMALL_BATCH 32 /* batches up to this many records plan on the stack: no malloc */
 
 struct frame_plan {
 	uint32_t subject_len;
@@ -112,8 +113,8 @@ static int plan_frame(const agentbus_stream *stream, const struct agentbus_messa
 /*
  * Recompute how far producers may write: the lowest position the spill
  * writer (and, with overflow BLOCK, any subscription) still needs, plus the
- * ring size. Called only when a
- * reservation does not fit under the current limit. Returns the limit.
+ * ring size. Called only when a reservation does not fit under the current
+ * limit. Returns the limit.
  */
 uint64_t limit_refresh(agentbus_stream *stream)
 {
@@ -193,6 +194,9 @@ static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int tim
 	/* Two plain halves may be torn; the CAS then fails and hands back the truth. */
 	tail.lo = load_relaxed(&c->tail.lo);
 	tail.hi = load_relaxed(&c->tail.hi);
+	/* Pairs with the limit CAS in limit_refresh(), made after it acquired the
+	 * spill position (D1) and tethered slots (S1): what they released is done
+	 * with before we overwrite it. */
 	limit = load_acquire(&c->limit.lo);
 	for (;;) {
 		if (tail.lo % FRAME_ALIGN)
@@ -401,7 +405,7 @@ static int plan_batch(agentbus_stream *stream, const struct agentbus_message *me
 static int64_t publish_records(agentbus_stream *stream, const struct agentbus_message *messages,
 			       size_t count, int timeout_ms)
 {
-	struct frame_plan one, *plans = &one;
+	struct frame_plan small[SMALL_BATCH], *plans = small;
 	uint64_t total, first_seq = 0;
 	size_t visible = 0;
 	int err, attempt;
@@ -411,7 +415,7 @@ static int64_t publish_records(agentbus_stream *stream, const struct agentbus_me
 		return err;
 	if (!messages || count == 0)
 		return set_error(AGENTBUS_E_INVALID, "publish: no messages");
-	if (count > 1 && !(plans = malloc(count * sizeof(*plans))))
+	if (count > SMALL_BATCH && !(plans = malloc(count * sizeof(*plans))))
 		return set_error(-ENOMEM, "out of memory");
 	err = plan_batch(stream, messages, count, plans, &total);
 	/* A revoked attempt that showed nothing can simply be tried again. */
@@ -422,7 +426,7 @@ static int64_t publish_records(agentbus_stream *stream, const struct agentbus_me
 			break;
 		err = 0;
 	}
-	if (plans != &one)
+	if (plans != small)
 		free(plans);
 	if (err == AGENTBUS_E_REVOKED || (!err && attempt == REVOKE_RETRIES))
 		return set_error(AGENTBUS_E_REVOKED,

@@ -57,7 +57,6 @@ static void make_gap(struct agentbus_daemon *d, agentbus_stream *s, uint64_t pos
 	if (!cas64(&h->tag, &observed_tag, frame_tag(position, FRAME_GAP)))
 		return; /* the producer was alive and got there first */
 	fetch_add_relaxed(&s->control->gaps, count);
-	fetch_add_relaxed(&s->control->unblocked, count);
 	wake_sleepers(s->control);
 	daemon_log(d, "stream '%s': seq %llu-%llu (position %llu, %llu bytes) left by a dead producer is now a gap",
 		   s->name, (unsigned long long)seq, (unsigned long long)(seq + count - 1),
