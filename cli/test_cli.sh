@@ -374,6 +374,14 @@ test_bench_dispatch() {
 	[ "$RC" -eq 0 ] || grep -q 'bench not built' <<<"$ERR" || fail "bench --help: rc $RC, $ERR"
 }
 
+# The burst mode's phases (lap, settle, burst) end, and every record arrives.
+test_bench_burst() {
+	run "$AB" bench throughput --burst --ring-size 1M --json
+	grep -q 'bench not built' <<<"$ERR" && return
+	[ "$RC" -eq 0 ] || fail "bench throughput --burst: rc $RC, $ERR"
+	pycheck 'import json, sys; d = json.load(open(sys.argv[1])); assert d["ok"] and d["errors"] == 0 and d["published"] >= 3000 and d["delivered"] > 0, d' "$TMP/out"
+}
+
 # pycheck CODE ARGS...: run python3 CODE with ARGS (the last command's stdout
 # is $TMP/out); a failed assertion is a failure. Skipped without python3.
 pycheck() {
@@ -628,6 +636,7 @@ if start_daemon; then
 	test_sub_pipe
 	test_stream_rm
 	test_bench_dispatch
+	test_bench_burst
 	test_durability
 	test_replay
 	test_replay_rate
