@@ -327,25 +327,6 @@ int agentbus_sub_poll(agentbus_sub *sub, struct agentbus_record *record)
 	return poll_frames(sub, record, 1);
 }
 
-/*
- * While a spinning reader waits at the head of the stream, it also keeps the
- * two lines after the next frame's header in its cache. The producer's
- * writes take them away; the next prefetch asks for them again at once, so
- * a small record's body crosses to this CPU along with its tag instead of one
- * transfer after it (bench latency --wait spin, 64 B: p50 -7%; bench
- * throughput --burst: +30%; bench/RESULTS.md).
- */
-static void prefetch_next_body(const agentbus_sub *sub)
-{
-	const char *h;
-
-	if (sub->in_log)
-		return;
-	h = (const char *)frame_at(sub->stream, sub->position);
-	__builtin_prefetch(h + FRAME_ALIGN);
-	__builtin_prefetch(h + 2 * FRAME_ALIGN);
-}
-
 static int spin_until(agentbus_sub *sub, struct agentbus_record *rec, uint64_t until)
 {
 	unsigned i;
@@ -361,7 +342,6 @@ static int spin_until(agentbus_sub *sub, struct agentbus_record *rec, uint64_t u
 			r = poll_frames(sub, rec, 1);
 			if (r)
 				return r;
-			prefetch_next_body(sub);
 			cpu_relax();
 		}
 		if (monotonic_ns() >= until)
