@@ -467,6 +467,15 @@ static int tp_caught_up(struct tp_ctx *c, const struct agentbus_stream_info *inf
 	return atomic_load(&c->sh->received) + 1 >= info->next_seq && logged >= info->next_seq;
 }
 
+/* Three quarters of the ring, in records of the size the warm-up lap had. */
+static uint64_t tp_burst_records(const struct agentbus_stream_info *info)
+{
+	uint64_t records = info->next_seq - info->first_seq;
+	uint64_t frame = records ? info->ring_used / records : 0;
+
+	return frame ? info->ring_size / 4 * 3 / frame : 1;
+}
+
 /*
  * Burst mode: a lap of warm-up, then settle (producers stop, subscriber and
  * log catch up), then size the burst to three quarters of the ring unless
@@ -489,10 +498,11 @@ static int tp_settle(struct tp_ctx *c)
 					 c->deadline);
 	if (rc == 0)
 		rc = tp_poll_stream(c, stream, tp_caught_up, &info);
-	c->sh->records_before = info.next_seq - 1;
-	if (rc == 0 && !c->o->count)
-		c->sh->window_records = info.ring_size / 4 * 3 /
-					(info.ring_used / (info.next_seq - info.first_seq));
+	if (rc == 0) {
+		c->sh->records_before = info.next_seq - 1;
+		if (!c->o->count)
+			c->sh->window_records = tp_burst_records(&info);
+	}
 	tp_detach(bus, stream);
 	return rc;
 }
