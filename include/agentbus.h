@@ -463,17 +463,18 @@ void agentbus_replay_close(agentbus_replay *replay);
 /* A problem found by agentbus_verify(). */
 struct agentbus_problem {
 	const char *stream;
-	const char *segment;   /* path of the segment file */
+	const char *segment;   /* path of the segment's log (.log) or index (.idx) file */
 	uint64_t file_offset;
-	uint64_t seq;          /* sequence number expected there */
+	uint64_t seq;          /* sequence number expected there (0: not known) */
 	const char *what;
 };
 
 /*
  * Check every record of every segment of @stream (NULL: every stream) of bus
  * @bus_name (NULL: $AGENTBUS_BUS or "default") under @data_dir (NULL: the one
- * the bus's last daemon used, else the default, see agentbus_daemon_config). Calls @report for each problem and
- * returns how many there were, or a negative code.
+ * the bus's last daemon used, else the default, see agentbus_daemon_config), and
+ * every entry of the segments' indexes against the frames. Calls @report for
+ * each problem and returns how many there were, or a negative code.
  */
 int agentbus_verify(const char *bus_name, const char *data_dir, const char *stream,
 		    void (*report)(void *arg, const struct agentbus_problem *problem), void *arg);

@@ -377,6 +377,76 @@ static void listing_problem(void *arg, const char *message)
 	problem(arg, "", 0, 0, 0, message);
 }
 
+/* A segment's index, checked entry by entry as verify walks the frames. */
+struct index_check {
+	struct verify *vf;
+	const char *path;
+	struct log_index_entry *entries; /* the usable ones, in order */
+	size_t *raw;                     /* their numbers in the file */
+	size_t count, next;              /* entries; the first not yet matched */
+};
+
+static void index_problem(struct index_check *ic, size_t number, const struct log_index_entry *e,
+			  const char *what)
+{
+	problem(ic->vf, ic->path, number * sizeof(*e), e ? e->position : 0, e ? e->seq : 0, what);
+}
+
+/*
+ * Load @s's index and report the entries that cannot be used (damaged, or
+ * out of order). A missing index is no problem: seeks then scan from the
+ * segment's start.
+ */
+static int index_check_open(struct index_check *ic, struct verify *vf, const struct log_segment *s,
+			    uint64_t data_end)
+{
+	size_t number = 0, total, i;
+	struct stat st;
+	int rc;
+
+	*ic = (struct index_check){ .vf = vf, .path = s->index_path };
+	if (stat(s->index_path, &st) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	rc = log_index_load(s, data_end, &ic->entries, &ic->raw, &ic->count);
+	if (rc < 0)
+		return rc;
+	total = (size_t)st.st_size / sizeof(struct log_index_entry);
+	for (i = 0; i <= ic->count; i++, number++)
+		for (; number < (i < ic->count ? ic->raw[i] : total); number++)
+			index_problem(ic, number, NULL, "index entry damaged or out of order");
+	return 0;
+}
+
+/* The walk reached the frame at @position, expected to hold @seq; @time_ns
+ * is its time if it is a valid record, else 0. */
+static void index_check_frame(struct index_check *ic, uint64_t position, uint64_t seq,
+			      uint64_t time_ns)
+{
+	const struct log_index_entry *e;
+
+	for (; ic->next < ic->count && ic->entries[ic->next].position <= position; ic->next++) {
+		e = &ic->entries[ic->next];
+		if (e->position < position)
+			index_problem(ic, ic->raw[ic->next], e, "index entry points inside a frame");
+		else if (e->seq != seq || (time_ns && e->time_ns != time_ns))
+			index_problem(ic, ic->raw[ic->next], e,
+				      "index entry's seq or time differs from its frame's");
+	}
+}
+
+/* The walk ended at @end: the entries left point inside its last frame or
+ * past the segment's frames. */
+static void index_check_close(struct index_check *ic, uint64_t end)
+{
+	for (; ic->next < ic->count; ic->next++)
+		index_problem(ic, ic->raw[ic->next], &ic->entries[ic->next],
+			      ic->entries[ic->next].position < end ?
+				      "index entry points inside a frame" :
+				      "index entry points past the segment's frames");
+	free(ic->entries);
+	free(ic->raw);
+}
+
 /*
  * Check every frame of segment @s from its base with @seq expected first.
  * Sets *end / *next_seq to where its valid frames end; *torn if it ends in
@@ -388,6 +458,7 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 	const struct frame_header *frame;
 	struct log_segment_view v = { 0 };
 	uint64_t p = s->base_position, seq = s->first_seq, len, next, q, found;
+	struct index_check ic;
 	const char *why;
 	int rc = 0;
 
@@ -399,8 +470,15 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 	v.data_end = s->base_position + (s->file_size - LOG_HEADER_SIZE);
 	v.max_frame = max_frame_len(s->max_record);
 	v.readahead = VERIFY_READ_AHEAD;
+	rc = index_check_open(&ic, vf, s, v.data_end);
+	if (rc < 0) {
+		close(v.fd);
+		return rc;
+	}
 	while (p < v.data_end) {
 		rc = log_frame_load(&v, p, seq, &frame, &len, &next, &why);
+		index_check_frame(&ic, p, seq,
+				  rc == 1 && frame->tag == frame_tag(p, FRAME_COMMITTED) ? frame->time_ns : 0);
 		if (rc == 1) {
 			p += len;
 			seq = next;
@@ -420,6 +498,7 @@ static int verify_segment(struct verify *vf, const struct log_segment *s, uint64
 		p = q;
 		seq = found;
 	}
+	index_check_close(&ic, p);
 	close(v.fd);
 	log_view_free(&v);
 	*end = p;

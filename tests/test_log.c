@@ -385,6 +385,57 @@ static void damage_header(const struct tw *w, const char *dir)
 	flip_byte(path, 30); /* first_seq */
 }
 
+/* Entry @n of segment @segment's index: read, changed by @change, sealed
+ * again (so only verify's cross-check with the frames can tell). */
+static void rewrite_index_entry(const struct tw *w, const char *dir, int segment, size_t n,
+				void (*change)(const struct tw *, struct log_index_entry *))
+{
+	char log_path[LOG_PATH_LEN], index_path[LOG_PATH_LEN];
+	struct log_index_entry e;
+	int fd;
+
+	log_segment_paths(dir, w->segments[segment].base, log_path, index_path);
+	fd = open(index_path, O_RDWR);
+	if (fd < 0 || pread(fd, &e, sizeof(e), (off_t)(n * sizeof(e))) != (ssize_t)sizeof(e))
+		tw_die("index entry", -errno);
+	change(w, &e);
+	log_index_entry_seal(&e);
+	tw_pwrite(fd, &e, sizeof(e), n * sizeof(e));
+	close(fd);
+}
+
+static void next_seq(const struct tw *w, struct log_index_entry *e)
+{
+	(void)w;
+	e->seq++;
+}
+
+/* Into the frame it names, if that frame is longer than one line. */
+static void into_frame(const struct tw *w, struct log_index_entry *e)
+{
+	for (size_t k = 0; k < w->count; k++)
+		if (w->frames[k].position == e->position && w->frames[k].len > FRAME_ALIGN)
+			e->position += FRAME_ALIGN;
+}
+
+static void damage_index_byte(const struct tw *w, const char *dir)
+{
+	char log_path[LOG_PATH_LEN], index_path[LOG_PATH_LEN];
+
+	log_segment_paths(dir, w->segments[2].base, log_path, index_path);
+	flip_byte(index_path, sizeof(struct log_index_entry) + 3); /* entry 1's seq */
+}
+
+static void damage_index_seq(const struct tw *w, const char *dir)
+{
+	rewrite_index_entry(w, dir, 2, 0, next_seq);
+}
+
+static void damage_index_position(const struct tw *w, const char *dir)
+{
+	rewrite_index_entry(w, dir, 2, 0, into_frame);
+}
+
 static void damage_none(const struct tw *w, const char *dir)
 {
 	(void)w;
@@ -408,6 +459,13 @@ static void test_verify(const struct tw *w, const char *dir)
 	      "segment cut short: %d problems", n);
 	n = verify_damaged(w, dir, damage_header);
 	CHECK(n >= 1, "segment header: %d problems", n);
+	n = verify_damaged(w, dir, damage_index_byte);
+	CHECK(n == 1 && strstr(problems[0].what, "damaged"), "index byte flip: %d problems", n);
+	n = verify_damaged(w, dir, damage_index_seq);
+	CHECK(n == 1 && strstr(problems[0].what, "seq or time"), "index entry's seq: %d problems", n);
+	n = verify_damaged(w, dir, damage_index_position);
+	CHECK(n == 1 && strstr(problems[0].what, "inside a frame"),
+	      "index entry inside a frame: %d problems", n);
 }
 
 /* Segments left in @dir. */
