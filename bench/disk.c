@@ -144,6 +144,30 @@ uint64_t dur_tree_bytes(const char *path)
 	return dur_walk_bytes;
 }
 
+static int dur_evict_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	int fd;
+
+	(void)ftw;
+	if (type != FTW_F || !S_ISREG(st->st_mode))
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	/* Only clean pages can be dropped: write back first. */
+	if (fdatasync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0)
+		dur_walk_bytes += (uint64_t)st->st_size;
+	close(fd);
+	return 0;
+}
+
+uint64_t dur_evict_tree(const char *path)
+{
+	dur_walk_bytes = 0;
+	nftw(path, dur_evict_one, 16, FTW_PHYS);
+	return dur_walk_bytes;
+}
+
 void dur_shm_dir(const struct dur_bus *b, char *buf, size_t len)
 {
 	const char *base = getenv("AGENTBUS_SHM_DIR");

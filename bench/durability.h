@@ -43,6 +43,11 @@ void dur_remove_tree(const char *path);
 /* Bytes in the regular files under @path (st_size; the log's segments and indexes). */
 uint64_t dur_tree_bytes(const char *path);
 
+/* Drop the files under @path from the page cache (fdatasync, then
+ * POSIX_FADV_DONTNEED), so that the next reads come from the disk (or from
+ * the host's cache, which a guest cannot drop). Returns the bytes evicted. */
+uint64_t dur_evict_tree(const char *path);
+
 /* The bus's shared-memory directory (as AGENTBUS_SHM_DIR or /dev/shm/agentbus-<uid>). */
 void dur_shm_dir(const struct dur_bus *b, char *buf, size_t len);
 

@@ -9,7 +9,10 @@
  * agentbus_open(), agentbus_stream_open() and one memory-level publish have
  * succeeded: first with the bus's shared memory kept (the daemon adopts the
  * ring), then after removing the bus's shared-memory directory as a reboot
- * would (the daemon rebuilds the stream from its log). Each start also
+ * would (the daemon rebuilds the stream from its log), and a third time
+ * with shared memory removed again and the log's files dropped from the
+ * page cache (fdatasync + POSIX_FADV_DONTNEED: a cold start, as far as a
+ * guest can make one; the host may still cache the disk). Each start also
  * notes when a publish at durability `written` next returns, i.e. when the
  * spill writer is logging again.
  *
@@ -48,6 +51,8 @@ struct rs_result {
 	double fill_s;
 	struct rs_start warm;   /* shared memory kept */
 	struct rs_start reboot; /* shared memory removed */
+	struct rs_start cold;   /* removed again, and the log evicted from the page cache */
+	uint64_t evicted_bytes;
 };
 
 /* Publish 4 KiB records until the log holds @bytes, then wait for synced. */
@@ -121,7 +126,11 @@ static int rs_run(const struct rs_opts *o, struct rs_result *r)
 		goto out;
 	dur_shm_dir(&b, shm, sizeof(shm));
 	dur_remove_tree(shm);
-	rc = rs_time_start(&b, &r->reboot);
+	if (rs_time_start(&b, &r->reboot) < 0)
+		goto out;
+	dur_remove_tree(shm);
+	r->evicted_bytes = dur_evict_tree(b.dir);
+	rc = rs_time_start(&b, &r->cold);
 out:
 	dur_cleanup(&b);
 	return rc;
@@ -136,9 +145,11 @@ static void rs_print(const struct rs_opts *o, const struct rs_result *r, int ok)
 	if (o->json) {
 		printf("{\"bench\":\"restart\",\"ok\":%s,\"log_bytes\":%" PRIu64 ",\"records\":%" PRIu64
 		       ",\"fill_s\":%.3f,\"start_s\":%.6f,\"start_written_s\":%.6f"
-		       ",\"start_after_reboot_s\":%.6f,\"start_after_reboot_written_s\":%.6f}\n",
+		       ",\"start_after_reboot_s\":%.6f,\"start_after_reboot_written_s\":%.6f"
+		       ",\"evicted_bytes\":%" PRIu64 ",\"start_cold_s\":%.6f,\"start_cold_written_s\":%.6f}\n",
 		       ok ? "true" : "false", r->log_bytes, r->records, r->fill_s, r->warm.serving_s,
-		       r->warm.written_s, r->reboot.serving_s, r->reboot.written_s);
+		       r->warm.written_s, r->reboot.serving_s, r->reboot.written_s, r->evicted_bytes,
+		       r->cold.serving_s, r->cold.written_s);
 		return;
 	}
 	printf("agentbus bench restart: log of %.1f MiB (%" PRIu64 " records of 4 KiB, "
@@ -148,6 +159,9 @@ static void rs_print(const struct rs_opts *o, const struct rs_result *r, int ok)
 	       r->warm.serving_s, r->warm.written_s);
 	printf("  shared memory removed  serving after %.3f s, logging (written) after %.3f s\n",
 	       r->reboot.serving_s, r->reboot.written_s);
+	printf("  ... and log evicted    serving after %.3f s, logging (written) after %.3f s"
+	       " (%.1f MiB dropped from the page cache)\n", r->cold.serving_s, r->cold.written_s,
+	       (double)r->evicted_bytes / 1048576.0);
 }
 
 static void rs_usage(FILE *out)
@@ -156,8 +170,9 @@ static void rs_usage(FILE *out)
 		"usage: agentbus bench restart [--gib N] [--json]\n"
 		"\n"
 		"Seconds from agentbus_daemon_start() until a client can open the stream and\n"
-		"publish, over a log of N GiB, with shared memory kept and after removing it\n"
-		"as a reboot would. The log lives in a mkdtemp directory under\n"
+		"publish, over a log of N GiB, with shared memory kept, after removing it\n"
+		"as a reboot would, and after removing it again with the log's files dropped\n"
+		"from the page cache (a cold start). The log lives in a mkdtemp directory under\n"
 		"$AGENTBUS_BENCH_DIR or /var/tmp.\n"
 		"\n"
 		"  --gib N   log size in GiB (may be a fraction), default 1\n"
