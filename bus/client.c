@@ -1,5 +1,6 @@
 /* client.c - a client's connection to its bus's daemon (control path only). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,35 @@
 
 #include "bus/internal.h"
 #include "bus/protocol.h"
+
+/* The longest a request may take: creating a stream of the largest ring
+ * pre-faults 1 GiB (a few seconds here). A daemon that is stopped or hung
+ * gets AGENTBUS_E_NO_DAEMON after this, not a client that waits forever. */
+#define REQUEST_TIMEOUT_S 30
+
+/*
+ * Keep the socket off descriptors 0-2: a program started with one of them
+ * closed would otherwise read its stdin from, or print into, the daemon's
+ * connection. Then bound how long a request may wait for the daemon.
+ */
+static int settle_socket(int fd)
+{
+	struct timeval timeout = { .tv_sec = REQUEST_TIMEOUT_S };
+	int high = fd;
+
+	if (fd <= STDERR_FILENO) {
+		high = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+		close(fd);
+		if (high < 0)
+			return -errno;
+	}
+	if (setsockopt(high, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0 ||
+	    setsockopt(high, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) != 0) {
+		close(high);
+		return -errno;
+	}
+	return high;
+}
 
 static int connect_daemon(const char *dir, int *out_fd)
 {
@@ -20,8 +50,10 @@ static int connect_daemon(const char *dir, int *out_fd)
 		return set_error(-ENAMETOOLONG, "socket path '%s/%s' is too long", dir,
 				 SOCKET_NAME);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		fd = settle_socket(fd);
 	if (fd < 0)
-		return set_error(-errno, "socket: %s", strerror(errno));
+		return set_error(fd == -1 ? -errno : fd, "socket: %s", strerror(fd == -1 ? errno : -fd));
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
 		int err = errno;
 
@@ -44,6 +76,11 @@ static int request(agentbus_bus *bus, struct control_request *req, struct contro
 	req->magic = PROTOCOL_MAGIC;
 	req->pid = (int32_t)getpid();
 	pthread_mutex_lock(&bus->lock);
+	if (bus->out_of_step) {
+		pthread_mutex_unlock(&bus->lock);
+		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' stopped answering; "
+				 "close the bus and open it again", bus->name);
+	}
 	n = send(bus->socket_fd, req, sizeof(*req), MSG_NOSIGNAL);
 	if (n != (ssize_t)sizeof(*req))
 		err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' is gone", bus->name);
@@ -51,9 +88,11 @@ static int request(agentbus_bus *bus, struct control_request *req, struct contro
 		do
 			n = recv(bus->socket_fd, reply, sizeof(*reply), 0);
 		while (n < 0 && errno == EINTR);
+		/* A reply that comes later would answer the next request. */
+		bus->out_of_step = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 		if (n != (ssize_t)sizeof(*reply) || reply->magic != PROTOCOL_MAGIC)
-			err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' did not answer",
-					bus->name);
+			err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' did not answer%s",
+					bus->name, bus->out_of_step ? " within 30 s" : "");
 	}
 	pthread_mutex_unlock(&bus->lock);
 	if (err)

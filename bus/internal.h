@@ -23,6 +23,7 @@ struct agentbus_bus {
 	struct shm_mapping bus_map;
 	struct bus_control *control; /* the spill writer's wake word, the data directory */
 	pthread_mutex_t lock;      /* one request at a time on socket_fd */
+	int out_of_step;           /* a request timed out: its late reply would answer the next */
 };
 
 struct agentbus_stream {
