@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -122,6 +123,37 @@ int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_con
 	return 0;
 }
 
+/*
+ * Hold <bus dir>/clients/<id> locked for as long as we live. Our socket
+ * tells this daemon when we die; the lock tells a later one (after this
+ * daemon was restarted), which must not free the slots or claims of a
+ * client that is still running.
+ */
+static int hold_alive_lock(agentbus_bus *bus)
+{
+	char path[PATH_LEN];
+
+	if (snprintf(path, sizeof(path), "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id) >=
+	    (int)sizeof(path))
+		return set_error(-ENAMETOOLONG, "bus directory '%s' is too long", bus->dir);
+	bus->alive_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (bus->alive_fd < 0 || flock(bus->alive_fd, LOCK_EX | LOCK_NB) != 0)
+		return set_error(-errno, "cannot lock %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void drop_alive_lock(agentbus_bus *bus)
+{
+	char path[PATH_LEN];
+
+	if (bus->alive_fd < 0)
+		return;
+	if (snprintf(path, sizeof(path), "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id) <
+	    (int)sizeof(path))
+		unlink(path);
+	close(bus->alive_fd);
+}
+
 int agentbus_open(agentbus_bus **out, const char *name)
 {
 	struct control_request req = { .op = OP_HELLO };
@@ -134,6 +166,7 @@ int agentbus_open(agentbus_bus **out, const char *name)
 	bus = calloc(1, sizeof(*bus));
 	if (!bus)
 		return set_error(-ENOMEM, "out of memory");
+	bus->alive_fd = -1;
 	err = resolve_bus_name(name, bus->name);
 	if (!err)
 		err = bus_dir_path(bus->name, bus->dir, sizeof(bus->dir));
@@ -154,6 +187,11 @@ int agentbus_open(agentbus_bus **out, const char *name)
 		return err;
 	}
 	bus->client_id = reply.client_id;
+	err = hold_alive_lock(bus);
+	if (err) {
+		agentbus_close(bus);
+		return err;
+	}
 	*out = bus;
 	return 0;
 }
@@ -166,6 +204,7 @@ void agentbus_close(agentbus_bus *bus)
 	if (!bus)
 		return;
 	request(bus, &req, &reply);
+	drop_alive_lock(bus);
 	close(bus->socket_fd);
 	shm_segment_unmap(&bus->bus_map);
 	pthread_mutex_destroy(&bus->lock);

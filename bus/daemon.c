@@ -23,6 +23,7 @@
 #include "bus/protocol.h"
 
 #define TICK_MS 2 /* how often waiting subscriptions are checked for dead producers */
+#define EARLIER_CLIENT_RECHECK_NS 50000000ull /* a lock probe per earlier client per 50 ms */
 
 static void vlog(struct agentbus_daemon *d, const char *fmt, va_list ap)
 {
@@ -52,14 +53,63 @@ void daemon_warn(struct agentbus_daemon *d, const char *fmt, ...)
 	va_end(ap);
 }
 
-int daemon_client_alive(const struct agentbus_daemon *d, uint32_t id)
+/*
+ * Is client @id of an earlier daemon still alive? Each client holds its file
+ * in CLIENTS_DIR locked (the kernel drops the lock when the process dies,
+ * however it dies), so a lock we can take, or no file, means it is gone.
+ */
+static int probe_earlier_client(const struct agentbus_daemon *d, uint32_t id)
+{
+	char path[PATH_LEN];
+	int fd, alive;
+
+	if (snprintf(path, sizeof(path), "%s/%s/%u", d->dir, CLIENTS_DIR, id) >= (int)sizeof(path))
+		return 0;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	alive = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	if (!alive)
+		unlink(path);
+	close(fd);
+	return alive;
+}
+
+/* The cached answer for an earlier daemon's client; a death is final. */
+static int earlier_client_alive(struct agentbus_daemon *d, uint32_t id)
+{
+	uint64_t now = monotonic_ns();
+	struct earlier_client *e, *oldest = &d->earlier[0];
+	size_t i;
+
+	for (i = 0; i < EARLIER_CLIENTS_CACHED; i++) {
+		e = &d->earlier[i];
+		if (e->id == id) {
+			if (e->alive && now - e->checked_ns >= EARLIER_CLIENT_RECHECK_NS) {
+				e->alive = probe_earlier_client(d, id);
+				e->checked_ns = now;
+			}
+			return e->alive;
+		}
+		if (e->checked_ns < oldest->checked_ns)
+			oldest = e;
+	}
+	*oldest = (struct earlier_client){ id, probe_earlier_client(d, id), now };
+	return oldest->alive;
+}
+
+int daemon_client_alive(struct agentbus_daemon *d, uint32_t id)
 {
 	size_t i;
 
-	for (i = 0; id && i < d->client_count; i++)
+	if (id == 0)
+		return 0;
+	for (i = 0; i < d->client_count; i++)
 		if (d->clients[i].id == id)
 			return 1;
-	return 0;
+	if (id >= d->first_client_id && id < d->next_client_id)
+		return 0; /* ours, and its connection is gone */
+	return earlier_client_alive(d, id);
 }
 
 /* ---------------------------------------------------------------- clients */
@@ -262,7 +312,7 @@ static int open_bus_segment(struct agentbus_daemon *d)
 
 static int make_dirs(struct agentbus_daemon *d, const char *data_dir_option)
 {
-	char base[PATH_LEN], streams[PATH_LEN], data_dir[PATH_LEN];
+	char base[PATH_LEN], streams[PATH_LEN], clients[PATH_LEN], data_dir[PATH_LEN];
 	int err;
 
 	err = resolve_data_dir(data_dir_option, data_dir);
@@ -276,6 +326,8 @@ static int make_dirs(struct agentbus_daemon *d, const char *data_dir_option)
 	if (shm_base_dir(base, sizeof(base)) != 0)
 		return set_error(-ENAMETOOLONG, "AGENTBUS_SHM_DIR is too long");
 	err = path_join(streams, sizeof(streams), d->dir, STREAMS_DIR);
+	if (!err)
+		err = path_join(clients, sizeof(clients), d->dir, CLIENTS_DIR);
 	if (err)
 		return err;
 	err = shm_dir_ensure(base);
@@ -283,6 +335,8 @@ static int make_dirs(struct agentbus_daemon *d, const char *data_dir_option)
 		err = shm_dir_ensure(d->dir);
 	if (!err)
 		err = shm_dir_ensure(streams);
+	if (!err)
+		err = shm_dir_ensure(clients);
 	if (err)
 		return set_error(err, "cannot make %s: %s", streams, agentbus_strerror(err));
 	return 0;
@@ -304,6 +358,7 @@ static int take_bus_lock(struct agentbus_daemon *d)
 	n = pread(d->lock_fd, &d->next_client_id, sizeof(d->next_client_id), 0);
 	if (n != (ssize_t)sizeof(d->next_client_id) || d->next_client_id == 0)
 		d->next_client_id = 1;
+	d->first_client_id = d->next_client_id;
 	return 0;
 }
 

@@ -34,6 +34,15 @@ struct watched_stream {
 	struct stuck_frame stuck[STREAM_MAX_SUBSCRIPTIONS + 1]; /* + the spill writer */
 };
 
+/* A client of an earlier daemon of this bus: alive while it holds its lock
+ * file, which is probed at most every EARLIER_CLIENT_RECHECK_NS. */
+#define EARLIER_CLIENTS_CACHED 64
+struct earlier_client {
+	uint32_t id;
+	int alive;
+	uint64_t checked_ns;
+};
+
 struct agentbus_daemon {
 	char bus[AGENTBUS_NAME_MAX + 1];
 	char dir[PATH_LEN];          /* the bus's shared-memory directory */
@@ -50,6 +59,8 @@ struct agentbus_daemon {
 	struct client *clients;
 	size_t client_count, client_capacity;
 	uint32_t next_client_id;
+	uint32_t first_client_id;    /* ids below it are clients of earlier daemons */
+	struct earlier_client earlier[EARLIER_CLIENTS_CACHED];
 	uint64_t last_death_ns;      /* monotonic time of the latest client death */
 	struct watched_stream *streams;
 	size_t stream_count, stream_capacity;
@@ -62,7 +73,7 @@ void daemon_log(struct agentbus_daemon *d, const char *fmt, ...)
 void daemon_warn(struct agentbus_daemon *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void remove_tree(const char *path);
-int daemon_client_alive(const struct agentbus_daemon *d, uint32_t id);
+int daemon_client_alive(struct agentbus_daemon *d, uint32_t id);
 
 /* daemon_streams.c: the streams served, their logs and spilling. */
 struct control_request;

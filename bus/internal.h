@@ -19,6 +19,7 @@ struct agentbus_bus {
 	char name[AGENTBUS_NAME_MAX + 1];
 	char dir[PATH_LEN];        /* the bus's shared-memory directory */
 	int socket_fd;             /* connection to the daemon; its closing is our death notice */
+	int alive_fd;              /* <bus dir>/clients/<id>, flock'd: our death notice to later daemons */
 	uint32_t client_id;        /* assigned by the daemon; marks our claims and slots */
 	struct shm_mapping bus_map;
 	struct bus_control *control; /* the spill writer's wake word, the data directory */

@@ -15,6 +15,7 @@
 #define SOCKET_NAME "daemon.sock"
 #define LOCK_NAME "daemon.lock"
 #define STREAMS_DIR "streams"
+#define CLIENTS_DIR "clients" /* <id>: a file each client holds flock'd while it lives */
 #define BUS_SEGMENT_NAME "bus"
 
 enum control_op {

@@ -508,7 +508,9 @@ struct agentbus_daemon_config {
  * Start the daemon of a bus inside this process (embedded mode: a thread).
  * Creates the bus's directory and socket. AGENTBUS_E_BUSY if another daemon
  * serves the bus. Streams left in shared memory by an earlier daemon are
- * adopted, and claims of clients of that daemon become gaps.
+ * adopted. That daemon's clients that still run keep their subscriptions
+ * and claims (each holds a lock file the kernel releases when it dies); what
+ * those that died held is freed, and their claims become gaps.
  */
 int agentbus_daemon_start(agentbus_daemon **daemon, const struct agentbus_daemon_config *config);
 

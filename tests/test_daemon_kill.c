@@ -31,6 +31,7 @@
 
 #define STREAM_BATCH "kill-b"   /* fsync batch: WRITTEN and SYNCED producers */
 #define STREAM_NEVER "kill-n"   /* fsync never: WRITTEN producers */
+#define STREAM_KEEP "kill-keep" /* overflow block: subscriptions that outlive a daemon */
 #define PRODUCER_COUNT 5
 #define MIN_ACKS 20             /* each producer's, before the daemon is killed */
 #define ROUND_BASE 1000000u     /* key index of round r starts at r * ROUND_BASE */
@@ -196,6 +197,22 @@ static int role_producer(const char *arg)
 	agentbus_close(bus);
 	close(fd);
 	return r;
+}
+
+/* A subscriber on STREAM_KEEP that reads nothing and waits to be killed. */
+static int role_subscriber(const char *arg)
+{
+	agentbus_stream *stream;
+	agentbus_sub *sub;
+	agentbus_bus *bus;
+
+	(void)arg;
+	if (open_bus(t_state.bus_name, &bus, 10000) != 0 ||
+	    agentbus_stream_open(bus, STREAM_KEEP, &stream) != 0 ||
+	    agentbus_subscribe(stream, NULL, &sub) != 0)
+		return T_FAIL;
+	for (;;)
+		pause();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -442,10 +459,74 @@ static void run_round(unsigned round, uint64_t *rng, pid_t daemon)
 		reboot();
 }
 
+/* Wait (bounded) until @s has @want subscriptions. */
+static void wait_subscriptions(agentbus_stream *s, uint32_t want, const char *why)
+{
+	struct t_deadline d = t_deadline_ms(5000);
+
+	while (d_stat(s).subscriptions != want) {
+		T_ASSERTF(!t_expired(&d), "%s: %u subscriptions, expected %u", why,
+			  d_stat(s).subscriptions, want);
+		t_sleep_us(5000);
+	}
+}
+
+/*
+ * Clients of a killed daemon that still run keep their subscriptions under
+ * the next daemon (it sees each hold its lock file); one that dies then has
+ * its slot freed. On an overflow-block stream a freed live slot would let
+ * producers overwrite what its reader has not read.
+ */
+static pid_t check_live_clients_outlive_daemon(pid_t daemon)
+{
+	struct agentbus_stream_config block = { .ring_size = 64u << 10,
+						.overflow = AGENTBUS_OVERFLOW_BLOCK };
+	struct agentbus_record rec;
+	agentbus_stream *old_stream, *s;
+	agentbus_bus *old_bus, *bus;
+	agentbus_sub *sub;
+	pid_t child;
+	int i;
+
+	old_bus = NULL;
+	T_ASSERT(open_bus(t_state.bus_name, &old_bus, 10000) == 0);
+	d_create(old_bus, STREAM_KEEP, &block);
+	old_stream = t_open_stream(old_bus, STREAM_KEEP);
+	T_OK(agentbus_subscribe(old_stream, NULL, &sub));
+	child = t_spawn("subscriber", "");
+	wait_subscriptions(old_stream, 2, "before the kill");
+
+	t_kill_child(daemon);
+	daemon = start_daemon(&bus);
+	s = t_open_stream(bus, STREAM_KEEP);
+	t_sleep_us(200000); /* 100 ticks of the new daemon's unblocker */
+	wait_subscriptions(s, 2, "live clients of the killed daemon");
+	kill(child, SIGKILL);
+	t_kill_child(child);
+	wait_subscriptions(s, 1, "after one of them died");
+
+	for (i = 0; i < 5; i++)
+		T_OK(d_publish(s, "kill.keep", d_key(0, (uint32_t)i), 64, AGENTBUS_DURABILITY_MEMORY,
+			       T_WAIT_MS));
+	for (i = 0; i < 5; i++) {
+		T_ASSERTF(agentbus_sub_read(sub, &rec, T_WAIT_MS) == 1,
+			  "the old subscription lost record %d", i);
+		T_EQ(rec.payload_len, 64);
+	}
+	printf("# a live client of the killed daemon kept its subscription; a dead one's was freed\n");
+	agentbus_sub_close(sub);
+	agentbus_stream_close(old_stream);
+	agentbus_close(old_bus); /* its daemon is gone: the goodbye fails quietly */
+	agentbus_stream_close(s);
+	agentbus_close(bus);
+	return daemon;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_role roles[] = { { "daemon", role_daemon },
-					       { "producer", role_producer } };
+					       { "producer", role_producer },
+					       { "subscriber", role_subscriber } };
 	struct agentbus_stream_config batch = { .ring_size = 1u << 20, .segment_size = 1u << 20,
 						.fsync = AGENTBUS_FSYNC_BATCH };
 	struct agentbus_stream_config never = { .ring_size = 256u << 10, .segment_size = 1u << 20,
@@ -459,7 +540,7 @@ int main(int argc, char **argv)
 	pid_t daemon;
 	int status, problems;
 
-	t_child_dispatch(argc, argv, roles, 2);
+	t_child_dispatch(argc, argv, roles, 3);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("# seed %" PRIu64 " (AGENTBUS_TEST_SEED), %u rounds\n", seed, rounds);
 	t_state.owner = getpid();
@@ -480,6 +561,8 @@ int main(int argc, char **argv)
 		agentbus_close(bus);
 		printf("ok - round %u\n", round);
 	}
+
+	daemon = check_live_clients_outlive_daemon(daemon);
 
 	/* A clean stop, then every segment of every log must check out. */
 	kill(daemon, SIGTERM);
