@@ -54,7 +54,8 @@ static int check_subject(const char *subject, size_t len)
 	static __thread size_t last_len;
 	int err;
 
-	if (len == last_len && memcmp(subject, last_valid, len) == 0)
+	/* last_len starts at 0: an empty subject must not match the empty cache. */
+	if (len && len == last_len && memcmp(subject, last_valid, len) == 0)
 		return 0;
 	err = agentbus_subject_check(subject, len);
 	if (!err) {

@@ -287,6 +287,31 @@ static void test_claim(agentbus_bus *bus)
 	T_OK(agentbus_stream_delete(bus, "claim"));
 }
 
+static void *publish_empty_subject(void *stream)
+{
+	struct agentbus_message m = t_msg("", "p", 1);
+
+	m.subject_len = 0;
+	return (void *)(intptr_t)agentbus_publish(stream, &m, T_WAIT_MS);
+}
+
+/* The first publish of a thread, with an empty subject: the thread's cache of
+ * the last valid subject is empty too, and must not let it through. */
+static void test_empty_subject_first(agentbus_bus *bus)
+{
+	agentbus_stream *s;
+	pthread_t thread;
+	void *rc;
+
+	t_create_stream(bus, "empty", 1u << 20, 4096);
+	s = t_open_stream(bus, "empty");
+	T_ASSERT(pthread_create(&thread, NULL, publish_empty_subject, s) == 0);
+	T_ASSERT(pthread_join(thread, &rc) == 0);
+	T_EQ((int64_t)(intptr_t)rc, AGENTBUS_E_INVALID);
+	agentbus_stream_close(s);
+	T_OK(agentbus_stream_delete(bus, "empty"));
+}
+
 /* Records above max_record and malformed subjects are refused, nothing published. */
 static void test_refusals(agentbus_bus *bus)
 {
@@ -550,6 +575,7 @@ int main(void)
 	T_RUN(test_batch, bus);
 	T_RUN(test_claim, bus);
 	T_RUN(test_refusals, bus);
+	T_RUN(test_empty_subject_first, bus);
 	T_RUN(test_wrap_large, bus);
 	T_RUN(test_key_and_header_limits, bus);
 	T_RUN(test_backpressure, bus);
