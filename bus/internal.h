@@ -38,6 +38,8 @@ struct agentbus_stream {
 	uint64_t max_frame;
 	enum agentbus_durability durability; /* the stream's default */
 	int tethered;              /* overflow BLOCK: subscriptions hold producers back */
+	uint64_t handle_id;        /* unique in this process: keys threads' intent slot caches */
+	uint64_t intent_mask;      /* intent slots this handle's threads hold (atomic) */
 	char name[AGENTBUS_NAME_MAX + 1];
 };
 
@@ -144,6 +146,12 @@ uint64_t deadline_after(int timeout_ms);
 
 /* publish.c */
 uint64_t limit_refresh(agentbus_stream *stream);
+
+/* intent.c */
+struct intent_slot *intent_for_thread(agentbus_stream *stream);
+void intent_state(struct intent_slot *in, uint64_t position, uint64_t seq, uint64_t len,
+		  uint64_t count);
+void release_intents(agentbus_stream *stream);
 void wake_sleepers(struct stream_control *control);
 
 /* clock.c */

@@ -41,6 +41,7 @@
 #define STREAM_LAYOUT_VERSION 1u
 #define STREAM_CONTROL_SIZE (16u << 10)
 #define STREAM_MAX_SUBSCRIPTIONS 128u
+#define STREAM_MAX_INTENTS 64u
 
 enum slot_state {
 	SLOT_FREE = 0,
@@ -57,6 +58,23 @@ struct sub_slot {
 	uint8_t pad[40];
 };
 _Static_assert(sizeof(struct sub_slot) == 64, "slot is one cache line");
+
+/*
+ * What one producer thread is about to reserve, on a cache line of its own.
+ * Written before each tail CAS, position last with release (edge I1), so
+ * that the daemon can tell whose a reserved but not yet marked frame is,
+ * and whether that producer lives, instead of guessing (bus/unblock.c).
+ */
+struct intent_slot {
+	uint64_t position;  /* the tail position the CAS expects: the frame's if it wins */
+	uint64_t seq;       /* ... and its sequence number */
+	uint64_t len;       /* bytes it reserves */
+	uint64_t count;     /* sequence numbers it reserves */
+	uint32_t owner;     /* client id, 0 = free */
+	uint32_t thread;    /* the owning thread (gettid), so it finds its slot again */
+	uint8_t pad[24];
+};
+_Static_assert(sizeof(struct intent_slot) == 64, "intent is one cache line");
 
 /* The limit word: producers reserve below `position`. `holder` (1 + slot
  * index) is set while a subscription is joining: it freezes the limit so the
@@ -93,7 +111,8 @@ struct stream_control {
 	uint8_t pad3[56];
 
 	uint64_t gaps __attribute__((aligned(64))); /* sequence numbers turned into gaps */
-	uint8_t pad4[56];
+	uint32_t intentless;      /* producer threads that found no free intent slot */
+	uint8_t pad4[52];
 
 	/* Durability, written by the daemon's spill writer (edge D1 in
 	 * persist/spill.c): the log holds every frame below spill_position. */
@@ -128,6 +147,7 @@ struct stream_control {
 	uint8_t pad7[12];
 
 	struct sub_slot slots[STREAM_MAX_SUBSCRIPTIONS] __attribute__((aligned(64)));
+	struct intent_slot intents[STREAM_MAX_INTENTS] __attribute__((aligned(64)));
 };
 _Static_assert(sizeof(struct stream_control) <= STREAM_CONTROL_SIZE, "control fits");
 

@@ -181,12 +181,14 @@ static int backpressure(agentbus_stream *stream, uint64_t wanted_end)
 }
 
 /*
- * Reserve @len bytes and @seqs sequence numbers (edge T1). Returns 0 with the
- * position and first seq, or AGENTBUS_E_BACKPRESSURE / AGENTBUS_E_DELETED.
+ * Reserve @len bytes and @seqs sequence numbers (edge T1), stating each try
+ * in this thread's intent slot first (edge I1, bus/intent.c). Returns 0 with
+ * the position and first seq, or AGENTBUS_E_BACKPRESSURE / AGENTBUS_E_DELETED.
  */
 static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int timeout_ms,
 		   uint64_t *position, uint64_t *seq)
 {
+	struct intent_slot *intent = intent_for_thread(stream);
 	struct stream_control *c = stream->control;
 	union pair64 tail, next, found;
 	uint64_t limit, deadline = 0;
@@ -221,6 +223,8 @@ static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int tim
 		}
 		next.lo = tail.lo + len;
 		next.hi = tail.hi + seqs;
+		if (intent)
+			intent_state(intent, tail.lo, tail.hi, len, seqs);
 		found = cas128(&c->tail, tail, next); /* T1 */
 		if (found.whole == tail.whole)
 			break;

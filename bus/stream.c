@@ -96,6 +96,8 @@ int stream_validate(const struct stream_control *control, const struct shm_mappi
 	return 0;
 }
 
+static uint64_t next_handle_id = 1;
+
 int stream_map(const char *bus_dir, const char *name, int populate, agentbus_stream **out)
 {
 	char dir[PATH_LEN], path[PATH_LEN];
@@ -135,12 +137,14 @@ int stream_map(const char *bus_dir, const char *name, int populate, agentbus_str
 	stream->durability = (enum agentbus_durability)stream->control->durability;
 	stream->tethered = stream->control->overflow == AGENTBUS_OVERFLOW_BLOCK;
 	snprintf(stream->name, sizeof(stream->name), "%s", name);
+	stream->handle_id = fetch_add_relaxed(&next_handle_id, 1);
 	*out = stream;
 	return 0;
 }
 
 void stream_unmap(agentbus_stream *stream)
 {
+	release_intents(stream);
 	shm_segment_unmap(&stream->map);
 	free(stream);
 }

@@ -11,11 +11,14 @@
  *     by a client that is not alive: the frame knows its length, so it
  *     becomes a gap of one sequence number at once.
  *   - Not marked at all (the producer died in the few instructions between
- *     reserving and marking): the frame ends where the next marked frame
- *     starts, or at the tail. This is done when a client died around the time
- *     the frame got stuck, or when it stayed unmarked for
- *     STALE_CLAIM_TIMEOUT_NS. If the producer was only slow, its final CAS
- *     fails and it retries with a new reservation, so nothing is lost.
+ *     reserving and marking, or is about to mark it): its owner is found
+ *     among the producers' intents (bus/intent.c). While a live producer
+ *     names the frame, we wait; when only a dead one does, its stated
+ *     reservation becomes a gap at once.
+ *   - Only when a producer publishes without an intent slot (all taken) is
+ *     the owner guessed, as before intents: the frame ends where the next
+ *     marked frame starts, or at the tail, and is repaired when a client died
+ *     around the time it got stuck, or after STALE_CLAIM_TIMEOUT_NS.
  *
  * Every change of a tag is a CAS from the exact value observed, so a producer
  * that is alive after all can never have its record half-overwritten.
@@ -108,11 +111,76 @@ static uint64_t find_frame_end(agentbus_stream *s, uint64_t position, uint64_t s
 	return 0;
 }
 
+enum owner_verdict {
+	OWNER_UNKNOWN, /* a producer without an intent slot may own it */
+	OWNER_LIVE,    /* a live producer names it: it will mark it */
+	OWNER_DEAD,    /* its owner is dead; *len and *count are its reservation */
+	OWNER_NOBODY,  /* no intent names it, and every producer states intents */
+};
+
+/* A reservation (@len bytes, @count seqs) at @position that the tail allows. */
+static int reservation_sane(agentbus_stream *s, uint64_t position, uint64_t seq, uint64_t len,
+			    uint64_t count, union pair64 tail)
+{
+	return len >= FRAME_ALIGN && len % FRAME_ALIGN == 0 && len <= s->ring_size / 2 &&
+	       count >= 1 && position + len <= tail.lo && seq + count <= tail.hi;
+}
+
+/* ... and that the stream bears out: the next frame, or the tail, follows it. */
+static int reservation_confirmed(agentbus_stream *s, uint64_t position, uint64_t seq,
+				 uint64_t len, uint64_t count, union pair64 tail)
+{
+	if (position + len == tail.lo)
+		return seq + count == tail.hi;
+	return marked_seq(s, position + len) == seq + count;
+}
+
+/*
+ * Whose is the unmarked frame at @position (sequence @seq)? Its owner named
+ * (position, seq) in its intent slot before its tail CAS (I1: the seq_cst
+ * load of the tail in our caller, then the acquire of `position` here), and
+ * cannot have moved on without marking the frame. So a live producer naming
+ * it may be the owner; a single dead one naming it is the owner, unless some
+ * producer has no intent slot, in which case the stream must bear it out.
+ */
+static enum owner_verdict intent_owner(struct agentbus_daemon *d, agentbus_stream *s,
+				       uint64_t position, uint64_t seq, union pair64 tail,
+				       uint64_t *len, uint64_t *count)
+{
+	uint32_t i, owner, named = 0, confirmed = 0;
+	int complete = load_relaxed(&s->control->intentless) == 0;
+
+	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
+		struct intent_slot *in = &s->control->intents[i];
+		uint64_t l, n;
+
+		owner = load_acquire(&in->owner);
+		if (!owner || load_acquire(&in->position) != position) /* I1 */
+			continue;
+		if (daemon_client_alive(d, owner))
+			return OWNER_LIVE;
+		l = load_relaxed(&in->len);
+		n = load_relaxed(&in->count);
+		if (load_relaxed(&in->seq) != seq || !reservation_sane(s, position, seq, l, n, tail))
+			continue;
+		named++;
+		if (reservation_confirmed(s, position, seq, l, n, tail))
+			confirmed++;
+		if (confirmed <= 1 && (named == 1 || reservation_confirmed(s, position, seq, l, n, tail))) {
+			*len = l;
+			*count = n;
+		}
+	}
+	if (confirmed == 1 || (named == 1 && complete))
+		return OWNER_DEAD;
+	return named == 0 && complete ? OWNER_NOBODY : OWNER_UNKNOWN;
+}
+
 static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, uint32_t slot,
 			   uint64_t position, uint64_t seq, uint64_t tag, union pair64 tail)
 {
 	struct stuck_frame *stuck = &w->stuck[slot];
-	uint64_t now = monotonic_ns(), end, count;
+	uint64_t now = monotonic_ns(), end = 0, count = 0;
 	struct frame_header h;
 	int timed_out;
 
@@ -123,6 +191,24 @@ static void unmarked_frame(struct agentbus_daemon *d, struct watched_stream *w, 
 		    sane_length(w->stream, position, h.frame_len, tail.lo))
 			make_gap(d, w->stream, position, tag, h.frame_len, seq, 1);
 		return; /* a live producer is copying its record */
+	}
+	switch (intent_owner(d, w->stream, position, seq, tail, &end, &count)) {
+	case OWNER_LIVE:
+		return;
+	case OWNER_DEAD:
+		make_gap(d, w->stream, position, tag, end, seq, count);
+		return;
+	case OWNER_NOBODY:
+		/* Its owner may have marked it and moved on since our first look
+		 * (the intent's acquire makes those marks visible now). */
+		if (marked_seq(w->stream, position) == seq)
+			return;
+		end = find_frame_end(w->stream, position, seq, tail, &count);
+		if (end && count == 1)
+			make_gap(d, w->stream, position, tag, end - position, seq, count);
+		return;
+	case OWNER_UNKNOWN:
+		break;
 	}
 	if (stuck->position != position || stuck->since_ns == 0) {
 		stuck->position = position;

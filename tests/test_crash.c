@@ -3,7 +3,9 @@
  * ring space and committing it must not wedge the bus: after the daemon sees
  * it die, readers and other producers go on, exactly the killed record
  * becomes a counted gap, and nothing else is lost or altered. A subscriber
- * killed while holding back producers releases them.
+ * killed while holding back producers releases them. A producer that only
+ * stalls right after reserving (for longer than any timeout, while another
+ * client dies) keeps its frame: nothing may be revoked from a live producer.
  *
  * Children are this program re-executed with a role (never fork() alone from
  * a process that runs the daemon thread).
@@ -57,9 +59,38 @@ static void signal_parked_and_wait(void)
 		pause(); /* the parent kills us here */
 }
 
+static volatile sig_atomic_t resumed;
+
+static void on_resume(int sig)
+{
+	(void)sig;
+	resumed = 1;
+}
+
+/* Say "parked", then wait for SIGUSR1 and go on. */
+static void signal_parked_and_stall(void)
+{
+	sigset_t usr1, old;
+
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	if (write(READY_FD, "P", 1) != 1)
+		_exit(3);
+	while (!resumed)
+		sigsuspend(&old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static int stall_instead;
+
 static void park_hook(int point)
 {
-	if (point == park_point && published_before_park == pre_records)
+	if (point != park_point || published_before_park != pre_records)
+		return;
+	if (stall_instead)
+		signal_parked_and_stall();
+	else
 		signal_parked_and_wait();
 }
 
@@ -98,6 +129,29 @@ static int child_park(const char *bus_name, int point)
 	}
 	publish_text(stream, "crash.doomed", "doomed");
 	return 5; /* not reached: the hook parks */
+}
+
+/* Publish pre_records records, stall inside the next publish right after
+ * reserving until SIGUSR1, then finish it: exit 0 if it was published. */
+static int child_stall(const char *bus_name)
+{
+	struct agentbus_message m = { .subject = "crash.stalled", .payload = "stalled",
+				      .payload_len = 7 };
+	agentbus_stream *stream;
+	agentbus_bus *bus;
+	char text[32];
+
+	signal(SIGUSR1, on_resume);
+	stream = child_open(bus_name, &bus);
+	park_point = 1;
+	stall_instead = 1;
+	agentbus_test_hook = park_hook;
+	for (published_before_park = 0; published_before_park < pre_records;
+	     published_before_park++) {
+		snprintf(text, sizeof(text), "pre-%d", published_before_park);
+		publish_text(stream, "crash.pre", text);
+	}
+	return agentbus_publish(stream, &m, 10000) > 0 ? 0 : 8;
 }
 
 /* Publish PRE_RECORDS records, then hold a zero-copy claim half written. */
@@ -345,6 +399,60 @@ static void run_double_death(const char *bus_name, uint64_t *gaps_so_far)
 	agentbus_close(bus);
 }
 
+/*
+ * A live producer stalls right after reserving, for longer than the
+ * daemon's stale-claim timeout, while another client dies: its frame must
+ * not be revoked (it states its intent before reserving, bus/intent.c), and
+ * once it goes on, its record and every later one arrive, with no gap.
+ */
+static void run_live_stall(const char *bus_name, uint64_t gaps_so_far)
+{
+	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
+	struct agentbus_stream_info info;
+	struct agentbus_record r;
+	agentbus_stream *stream;
+	agentbus_sub *sub;
+	agentbus_bus *bus;
+	pid_t stalled, idle, live;
+	uint64_t hole_seq;
+	int ready[2], status;
+
+	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0 ||
+	    agentbus_subscribe(stream, &cfg, &sub) != 0 || pipe(ready) != 0)
+		FAIL("setup");
+	stalled = spawn("stall", bus_name, "", ready);
+	wait_parked(ready[0], stalled);
+	read_pre_records(sub);
+	if (agentbus_stream_info_get(bus, STREAM, &info) != 0)
+		FAIL("stream info");
+	hole_seq = info.next_seq - 1;
+	idle = spawn("idle", bus_name, "", ready);
+	close(ready[1]);
+	wait_parked(ready[0], idle);
+	close(ready[0]);
+	kill_and_reap(idle); /* a death while the frame is stuck */
+	live = spawn("live", bus_name, "", NULL);
+	usleep(1500000); /* past STALE_CLAIM_TIMEOUT_NS */
+	if (agentbus_sub_read(sub, &r, 0) != 0)
+		FAIL("read went past the frame of a stalled live producer (seq %llu)",
+		     (unsigned long long)r.seq);
+	check_gaps(bus, sub, gaps_so_far, 0);
+	kill(stalled, SIGUSR1);
+	if (waitpid(stalled, &status, 0) != stalled || !WIFEXITED(status) || WEXITSTATUS(status))
+		FAIL("the stalled producer's publish failed (status %d)", status);
+	if (agentbus_sub_read(sub, &r, 5000) != 1 || r.seq != hole_seq)
+		FAIL("the stalled producer's record is not at seq %llu", (unsigned long long)hole_seq);
+	expect_payload(&r, "stalled");
+	read_live_records(sub, now_ns(), hole_seq);
+	if (waitpid(live, NULL, 0) != live)
+		FAIL("live producer");
+	check_gaps(bus, sub, gaps_so_far, 0);
+	printf("a producer stalled 1.5 s after reserving kept its frame; no gap\n");
+	agentbus_sub_close(sub);
+	agentbus_stream_close(stream);
+	agentbus_close(bus);
+}
+
 /* A subscriber that never reads holds producers back until it dies. */
 static void run_subscriber_death(const char *bus_name)
 {
@@ -401,6 +509,7 @@ static int parent(void)
 	printf("killed holding a claim: ");
 	run_producer_death(bus_name, "claim", "", &gaps);
 	run_double_death(bus_name, &gaps);
+	run_live_stall(bus_name, gaps);
 	run_subscriber_death(bus_name);
 	agentbus_close(bus);
 	agentbus_daemon_stop(daemon);
@@ -420,6 +529,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && strcmp(argv[1], "claim") == 0)
 		return child_claim(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "stall") == 0)
+		return child_stall(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "live") == 0)
 		return child_live(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "idle") == 0)

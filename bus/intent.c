@@ -1,0 +1,133 @@
+/*
+ * intent.c - producers' intent slots: what each producer thread is about to
+ * reserve, so the daemon never has to guess whose an unmarked frame is.
+ *
+ * A producer dies between its tail CAS and its marks only in a window of a
+ * few instructions, but a live one can be descheduled right there. Without
+ * intents the daemon can only guess, and a wrong guess revokes a live
+ * producer's frame, which it may later write into after the ring has moved
+ * on. With intents, each thread states (position, seq, len, count) before
+ * every tail CAS in a slot of its own (layout.h); the daemon waits while a
+ * live thread names the frame and repairs it at once when only a dead one
+ * does (bus/unblock.c).
+ *
+ * A thread claims a slot the first time it publishes through a stream
+ * handle and keeps it until the handle is closed (or its process dies, when
+ * the daemon frees it). With all slots taken, it publishes without one and
+ * says so in `intentless`, and the daemon falls back on its old rule.
+ *
+ * Edge I1: the release store of `position` after seq/len/count, followed by
+ * the seq_cst tail CAS, pairs with the daemon's seq_cst read of the tail and
+ * acquire load of `position`: a daemon that sees the reservation sees the
+ * intent that preceded it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <unistd.h>
+
+#include "bus/internal.h"
+
+#define INTENT_CACHE 4       /* stream handles a thread remembers its slot on */
+#define NO_SLOT UINT32_MAX
+
+struct intent_cache_entry {
+	uint64_t handle_id;  /* agentbus_stream.handle_id; 0 = empty */
+	uint32_t index;      /* slot, or NO_SLOT if none was free */
+};
+
+static __thread struct intent_cache_entry cache[INTENT_CACHE];
+static __thread unsigned cache_next;
+static __thread uint32_t my_thread;
+
+static uint32_t thread_id(void)
+{
+	if (!my_thread)
+		my_thread = (uint32_t)gettid();
+	return my_thread;
+}
+
+static uint32_t client_id(const agentbus_stream *stream)
+{
+	return stream->bus ? stream->bus->client_id : 0;
+}
+
+/* A slot this handle already holds for this thread (the cache forgot it). */
+static uint32_t find_held(agentbus_stream *stream)
+{
+	uint64_t mask = load_acquire(&stream->intent_mask);
+	uint32_t i;
+
+	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
+		struct intent_slot *in = &stream->control->intents[i];
+
+		if ((mask >> i & 1) && load_relaxed(&in->thread) == thread_id() &&
+		    load_relaxed(&in->owner) == client_id(stream))
+			return i;
+	}
+	return NO_SLOT;
+}
+
+static uint32_t claim_free(agentbus_stream *stream)
+{
+	uint32_t i, free_owner;
+
+	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
+		struct intent_slot *in = &stream->control->intents[i];
+
+		free_owner = 0;
+		if (load_relaxed(&in->owner) != 0 ||
+		    !__atomic_compare_exchange_n(&in->owner, &free_owner, client_id(stream), 0,
+						 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			continue;
+		store_relaxed(&in->thread, thread_id());
+		store_release(&in->position, UINT64_MAX); /* names no frame yet */
+		__atomic_fetch_or(&stream->intent_mask, 1ull << i, __ATOMIC_RELEASE);
+		return i;
+	}
+	fetch_add_relaxed(&stream->control->intentless, 1);
+	return NO_SLOT;
+}
+
+struct intent_slot *intent_for_thread(agentbus_stream *stream)
+{
+	struct intent_cache_entry *e;
+	uint32_t index;
+	unsigned i;
+
+	if (!client_id(stream))
+		return NULL; /* the daemon's own handles do not publish */
+	for (i = 0; i < INTENT_CACHE; i++)
+		if (cache[i].handle_id == stream->handle_id)
+			return cache[i].index == NO_SLOT ? NULL : &stream->control->intents[cache[i].index];
+	index = find_held(stream);
+	if (index == NO_SLOT)
+		index = claim_free(stream);
+	e = &cache[cache_next++ % INTENT_CACHE];
+	*e = (struct intent_cache_entry){ stream->handle_id, index };
+	return index == NO_SLOT ? NULL : &stream->control->intents[index];
+}
+
+void intent_state(struct intent_slot *in, uint64_t position, uint64_t seq, uint64_t len,
+		  uint64_t count)
+{
+	store_relaxed(&in->seq, seq);
+	store_relaxed(&in->len, len);
+	store_relaxed(&in->count, count);
+	store_release(&in->position, position); /* I1 */
+}
+
+void release_intents(agentbus_stream *stream)
+{
+	uint64_t mask = load_acquire(&stream->intent_mask);
+	uint32_t i, owner;
+
+	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
+		struct intent_slot *in = &stream->control->intents[i];
+
+		owner = client_id(stream);
+		if (mask >> i & 1)
+			__atomic_compare_exchange_n(&in->owner, &owner, 0, 0, __ATOMIC_RELEASE,
+						    __ATOMIC_RELAXED);
+	}
+}
