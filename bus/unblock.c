@@ -293,6 +293,33 @@ static void release_dead_hold(struct agentbus_daemon *d, agentbus_stream *s)
 		daemon_log(d, "stream '%s': released the join hold of a dead subscriber", s->name);
 }
 
+/*
+ * Free the intent slots of dead clients once they can name no frame still in
+ * question: behind the spill writer's frontier (everything there is final)
+ * or at or past the tail (never reserved). Liveness is read first: a dead
+ * client's tail CAS, if any, is then in the tail we read.
+ */
+static void free_dead_intents(struct agentbus_daemon *d, struct watched_stream *w,
+			      uint64_t frontier)
+{
+	struct stream_control *c = w->stream->control;
+	uint32_t i, owner;
+
+	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
+		struct intent_slot *in = &c->intents[i];
+		uint64_t position, tail;
+
+		owner = load_acquire(&in->owner);
+		if (!owner || daemon_client_alive(d, owner))
+			continue;
+		tail = load128(&c->tail).lo;
+		position = load_acquire(&in->position);
+		if (position < frontier || position >= tail)
+			__atomic_compare_exchange_n(&in->owner, &owner, 0, 0, __ATOMIC_RELEASE,
+						    __ATOMIC_RELAXED);
+	}
+}
+
 void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w)
 {
 	struct stream_control *c = w->stream->control;
@@ -325,5 +352,6 @@ void unblock_stream(struct agentbus_daemon *d, struct watched_stream *w)
 	if (w->spill) {
 		spill_stream_frontier(d->spill, w->spill, &position, &seq);
 		inspect_frame(d, w, STREAM_MAX_SUBSCRIPTIONS, position, seq);
+		free_dead_intents(d, w, position);
 	}
 }

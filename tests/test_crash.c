@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agentbus.h"
+#include "bus/internal.h"
 #include "bus/testing.h"
 
 #define STREAM "work"
@@ -453,6 +454,48 @@ static void run_live_stall(const char *bus_name, uint64_t gaps_so_far)
 	agentbus_close(bus);
 }
 
+/* Publish one record and die without closing anything. */
+static int child_publish_die(const char *bus_name)
+{
+	agentbus_stream *stream;
+	agentbus_bus *bus;
+
+	stream = child_open(bus_name, &bus);
+	publish_text(stream, "crash.once", "once");
+	_exit(0);
+}
+
+/*
+ * Producers that die leave their intent slots behind; the daemon frees them
+ * once nothing is in question, so more of them than there are slots still
+ * all publish with an intent (none counted in `intentless`).
+ */
+static void run_intent_slots_recycled(const char *bus_name)
+{
+	agentbus_stream *stream;
+	agentbus_bus *bus;
+	uint32_t i;
+
+	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0)
+		FAIL("setup");
+	for (i = 0; i < STREAM_MAX_INTENTS + 16; i++) {
+		pid_t child = spawn("once", bus_name, "", NULL);
+		uint64_t deadline = now_ns() + 1000000000ull;
+
+		if (waitpid(child, NULL, 0) != child)
+			FAIL("child %u", i);
+		/* the daemon frees the slot once the record is spilled: wait for it */
+		while (now_ns() < deadline && load_relaxed(&stream->control->intents[0].owner) != 0 &&
+		       load_relaxed(&stream->control->intentless) == 0)
+			usleep(1000);
+	}
+	if (load_relaxed(&stream->control->intentless) != 0)
+		FAIL("%u producers found no free intent slot", load_relaxed(&stream->control->intentless));
+	printf("%u dead producers' intent slots were recycled\n", STREAM_MAX_INTENTS + 16);
+	agentbus_stream_close(stream);
+	agentbus_close(bus);
+}
+
 /* A subscriber that never reads holds producers back until it dies. */
 static void run_subscriber_death(const char *bus_name)
 {
@@ -510,6 +553,7 @@ static int parent(void)
 	run_producer_death(bus_name, "claim", "", &gaps);
 	run_double_death(bus_name, &gaps);
 	run_live_stall(bus_name, gaps);
+	run_intent_slots_recycled(bus_name);
 	run_subscriber_death(bus_name);
 	agentbus_close(bus);
 	agentbus_daemon_stop(daemon);
@@ -531,6 +575,8 @@ int main(int argc, char **argv)
 		return child_claim(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "stall") == 0)
 		return child_stall(argv[2]);
+	if (argc >= 3 && strcmp(argv[1], "once") == 0)
+		return child_publish_die(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "live") == 0)
 		return child_live(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "idle") == 0)
