@@ -59,9 +59,12 @@ static inline int64_t d_publish(agentbus_stream *stream, const char *subject, ui
 				size_t len, enum agentbus_durability level, int timeout_ms)
 {
 	unsigned char payload[D_PAYLOAD_MAX];
-	struct agentbus_message m = t_msg(subject, payload, len);
+	struct agentbus_message m;
 
+	/* Filled before t_msg() sees it: gcc 12 at -O0 flags a const pointer
+	 * to an array not yet written (-Wmaybe-uninitialized). */
 	d_fill(payload, len, key);
+	m = t_msg(subject, payload, len);
 	return agentbus_publish_durable(stream, &m, 1, timeout_ms, level);
 }
 

@@ -345,14 +345,16 @@ static void test_read_batch(agentbus_bus *bus)
 static void test_read_copy(agentbus_bus *bus)
 {
 	unsigned char payload[100], buf[128];
-	struct agentbus_message m = t_msg("copy.me", payload, sizeof(payload));
 	struct agentbus_message empty = t_msg("copy.empty", NULL, 0);
+	struct agentbus_message m;
 	struct agentbus_record rec;
 	agentbus_stream *s;
 	agentbus_sub *sub;
 
+	/* Filled before t_msg() sees it (gcc 12 -O0 -Wmaybe-uninitialized). */
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (unsigned char)(i * 3 + 1);
+	m = t_msg("copy.me", payload, sizeof(payload));
 	t_create_stream(bus, "rcopy", 1u << 20, 4096);
 	s = t_open_stream(bus, "rcopy");
 	sub = t_subscribe(s, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SPIN);
