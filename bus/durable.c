@@ -16,12 +16,17 @@
 
 #define MAX_NAP_NS 10000000ll /* re-check the daemon's liveness this often */
 
-/* The daemon closed our connection: nobody will ever write the record. */
+/*
+ * The daemon closed our connection: nobody will ever write the record. Only
+ * a hang-up says so. POLLIN does not: another thread of this client may be
+ * in request() (bus/client.c) on the same socket, with the daemon's reply
+ * queued and not yet received.
+ */
 static int daemon_gone(agentbus_bus *bus)
 {
-	struct pollfd p = { .fd = bus->socket_fd, .events = POLLIN };
+	struct pollfd p = { .fd = bus->socket_fd, .events = POLLRDHUP };
 
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
 }
 
 static void wake_spill_writer(agentbus_bus *bus)

@@ -12,6 +12,9 @@
  *  - A publisher waiting for SYNCED sleeps rather than spins.
  *  - Group commit: eight threads publishing SYNCED at once all succeed, with
  *    fewer fdatasyncs than records.
+ *  - WRITTEN publishes go on while another thread of the client sends
+ *    control requests on the same socket (a reply waiting there is not the
+ *    daemon hanging up).
  *  - Faults, injected through the spill writer's test hook: while its writes
  *    fail with ENOSPC (or its fdatasyncs with EIO), a publish waiting for the
  *    level gets that error, never a false success; memory-level publishes go
@@ -347,6 +350,78 @@ static void test_group_commit(agentbus_bus *bus)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Control requests beside a durable publish                                 */
+/* ------------------------------------------------------------------------ */
+
+#define BESIDE_MS 1000
+
+struct controller {
+	agentbus_bus *bus;
+	atomic_int stop;
+	uint64_t rounds;   /* create + delete pairs done */
+	int err;           /* first failure, 0 if none */
+};
+
+/* Create and delete a stream, over and over: requests on the bus's socket. */
+static void *control_loop(void *p)
+{
+	struct agentbus_stream_config cfg = { .ring_size = 64u << 10 };
+	struct controller *c = p;
+	int r;
+
+	while (!atomic_load(&c->stop)) {
+		r = agentbus_stream_create(c->bus, "beside-tmp", &cfg);
+		if (r == 0)
+			r = agentbus_stream_delete(c->bus, "beside-tmp");
+		if (r < 0) {
+			c->err = r;
+			break;
+		}
+		c->rounds++;
+	}
+	return NULL;
+}
+
+/*
+ * WRITTEN publishes while another thread of the same client sends control
+ * requests: a reply waiting on the shared socket is not the daemon hanging
+ * up (it used to fail about three publishes in four with
+ * AGENTBUS_E_NO_DAEMON, the daemon alive).
+ */
+static void test_control_beside(agentbus_bus *bus)
+{
+	struct controller c = { .bus = bus };
+	struct t_deadline d = t_deadline_ms(BESIDE_MS);
+	uint64_t ok = 0, failed = 0;
+	int64_t seq, first_err = 0;
+	agentbus_stream *s;
+	pthread_t thread;
+
+	create(bus, "beside", 1u << 20, AGENTBUS_DURABILITY_WRITTEN, AGENTBUS_FSYNC_BATCH);
+	s = t_open_stream(bus, "beside");
+	T_ASSERT(pthread_create(&thread, NULL, control_loop, &c) == 0);
+	while (!t_expired(&d)) {
+		seq = d_publish(s, "bs.x", d_key(0, (uint32_t)ok), 64, AGENTBUS_DURABILITY_WRITTEN,
+				T_WAIT_MS);
+		if (seq > 0)
+			ok++;
+		else if (!failed++)
+			first_err = seq;
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(thread, NULL);
+	printf("# %" PRIu64 " written publishes, %" PRIu64 " failed, beside %" PRIu64
+	       " stream create/delete pairs\n", ok, failed, c.rounds);
+	T_ASSERTF(failed == 0, "%" PRIu64 " of %" PRIu64 " written publishes failed, the first "
+		  "with %" PRId64 " (%s)", failed, ok + failed, first_err,
+		  agentbus_strerror((int)first_err));
+	T_ASSERTF(c.err == 0, "stream create/delete: %d (%s)", c.err, agentbus_strerror(c.err));
+	T_ASSERT(ok > 0 && c.rounds > 0);
+	d_replay_check("beside", 1, ok, NULL);
+	agentbus_stream_close(s);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Faults                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -555,6 +630,7 @@ int main(void)
 	T_RUN(test_fsync_never, bus);
 	T_RUN(test_waiter_sleeps, bus);
 	T_RUN(test_group_commit, bus);
+	T_RUN(test_control_beside, bus);
 	T_RUN(test_write_fault, bus);
 	T_RUN(test_fsync_fault, bus);
 	T_RUN(test_invalid_publishes_nothing, bus);
