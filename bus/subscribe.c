@@ -100,15 +100,21 @@ static uint64_t frame_extent(agentbus_stream *stream, uint64_t p, uint64_t *seq,
 }
 
 /*
- * Walk from the floor to the frame holding @want; the limit is held, so the
- * region is intact. A frame not yet marked ends the walk with -EAGAIN; a
- * @want older than the floor is AGENTBUS_E_SEQ_GONE (the log has it).
+ * Walk from the floor to the frame holding @want (< @tail.hi); the limit is
+ * held, so the region is intact. A frame not yet marked ends the walk with
+ * -EAGAIN; a @want older than the floor is AGENTBUS_E_SEQ_GONE (the log has
+ * it).
  */
 static int seek_seq(agentbus_sub *sub, uint64_t floor, union pair64 tail, uint64_t want)
 {
 	agentbus_stream *stream = sub->stream;
 	uint64_t p = floor, seq = 0, count, len, expect = 0;
 
+	/* An empty ring below the tail holds no record at all: so it is right
+	 * after a reboot, when the ring is made anew at the end of the log
+	 * (limit = tail + ring size). */
+	if (floor == tail.lo)
+		return AGENTBUS_E_SEQ_GONE;
 	while (p < tail.lo) {
 		len = frame_extent(stream, p, &seq, &count);
 		if (len == 0)

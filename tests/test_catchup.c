@@ -13,6 +13,9 @@
  *    room gets it when the subscription reads on.
  *  - AGENTBUS_START_OLDEST / _SEQ / _TIME read history from the log and go
  *    on into records published afterwards.
+ *  - Overflow BLOCK after a reboot (shared memory gone, the ring made anew
+ *    at the end of the log): AGENTBUS_START_SEQ reads the log, then joins
+ *    the ring.
  *  - A filtered subscription catches up too (the last sub-test: a library
  *    bug when written, see test_filtered_catchup()).
  *
@@ -549,6 +552,84 @@ static void test_start_in_log(agentbus_bus *bus, const char *name, enum agentbus
 	agentbus_stream_close(s);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Starting by seq after a reboot                                            */
+/* ------------------------------------------------------------------------ */
+
+#define REBOOT_RECORDS 10
+
+/* Stop the daemon, remove the bus's shared memory as a reboot would (the
+ * logs stay), start it again; returns the bus opened anew. */
+static agentbus_bus *reboot_daemon(void)
+{
+	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name,
+					      .data_dir = t_state.data_dir };
+	char shm[256], dir[512];
+
+	agentbus_close(t_state.bus);
+	t_state.bus = NULL;
+	agentbus_daemon_stop(t_state.daemon);
+	t_state.daemon = NULL;
+	t_shm_user_dir(shm, sizeof(shm));
+	snprintf(dir, sizeof(dir), "%s/%s", shm, t_state.bus_name);
+	t_remove_tree(dir);
+	T_ASSERTF(access(dir, F_OK) != 0, "cannot remove %s", dir);
+	T_OK(agentbus_daemon_start(&t_state.daemon, &cfg));
+	T_OK(agentbus_open(&t_state.bus, t_state.bus_name));
+	return t_state.bus;
+}
+
+/* Subscribe at @from: read up to the tail (@from..REBOOT_RECORDS from the log),
+ * then 5 live records. Record seq n is record n - 1 of the main thread. */
+static void read_after_reboot(agentbus_stream *s, uint64_t from)
+{
+	struct agentbus_sub_config cfg = { .start = AGENTBUS_START_SEQ, .start_seq = from,
+					   .wait = AGENTBUS_WAIT_SLEEP };
+	struct expect e = { .next_seq = from, .next_index = { (uint32_t)from - 1 } };
+	struct agentbus_sub_stats stats;
+	agentbus_sub *sub = NULL;
+	uint64_t end = d_stat(s).next_seq;
+
+	T_OK(agentbus_subscribe(s, &cfg, &sub));
+	read_until(sub, &e, end);
+	agentbus_sub_stats_get(sub, &stats);
+	T_ASSERTF(stats.from_log >= REBOOT_RECORDS + 1 - from, "start seq %" PRIu64 ": only %"
+		  PRIu64 " records read from the log", from, stats.from_log);
+	for (int i = 0; i < 5; i++) {
+		T_EQ(publish_main(s, (uint32_t)end - 1), end);
+		read_until(sub, &e, ++end);
+	}
+	agentbus_sub_stats_get(sub, &stats);
+	T_EQ(stats.in_log, 0);
+	agentbus_sub_close(sub);
+}
+
+/*
+ * Overflow BLOCK, after a reboot: the ring is made anew at the end of the
+ * log and holds none of the stream's records. AGENTBUS_START_SEQ must read
+ * them from the log (it used to start at the tail and read nothing), then
+ * join the ring. Runs last: the bus is opened anew.
+ */
+static void test_start_seq_after_reboot(agentbus_bus *bus)
+{
+	agentbus_stream *s;
+
+	create(bus, "reboot-block", AGENTBUS_OVERFLOW_BLOCK);
+	s = t_open_stream(bus, "reboot-block");
+	for (uint32_t i = 0; i < REBOOT_RECORDS; i++)
+		T_EQ(publish_main(s, i), i + 1);
+	T_OK(agentbus_wait_durable(s, REBOOT_RECORDS, AGENTBUS_DURABILITY_WRITTEN, T_WAIT_MS));
+	agentbus_stream_close(s);
+	bus = reboot_daemon();
+	s = t_open_stream(bus, "reboot-block");
+	T_EQ(d_stat(s).next_seq, REBOOT_RECORDS + 1);
+
+	read_after_reboot(s, 1);
+	/* Again, with live records in the ring since the reboot. */
+	read_after_reboot(s, 4);
+	agentbus_stream_close(s);
+}
+
 int main(void)
 {
 	agentbus_bus *bus = d_setup("catchup");
@@ -560,5 +641,6 @@ int main(void)
 	T_RUN(test_start_in_log, bus, "hist-block", AGENTBUS_OVERFLOW_BLOCK);
 	T_RUN(test_filtered_in_ring, bus);
 	T_RUN(test_filtered_catchup, bus);
+	T_RUN(test_start_seq_after_reboot, bus); /* last: reopens the bus */
 	return t_done();
 }
