@@ -152,6 +152,28 @@ static void clear_error(struct spill_writer *w, struct spill_stream *s)
 	store_release(s->src.spill_error, 0);
 }
 
+/* A write waiting to be submitted again (it failed, or made no progress). */
+static int write_failed(const struct spill_stream *s)
+{
+	for (unsigned i = 0; i < s->count; i++)
+		if (s->pending[(s->head + i) % MAX_INFLIGHT].failed)
+			return 1;
+	return 0;
+}
+
+/*
+ * Some I/O just succeeded: clear the error only if nothing is still wrong.
+ * One write's success says nothing of another that failed (it may never be
+ * retried then, see stream_step()), nor of a pending rewind, and a corrupt
+ * frame is reported once and stays reported.
+ */
+static void clear_error_if_healthy(struct spill_writer *w, struct spill_stream *s)
+{
+	if (s->error == AGENTBUS_E_CORRUPT || s->rewind || write_failed(s))
+		return;
+	clear_error(w, s);
+}
+
 static struct frame_header *frame_at(struct spill_stream *s, uint64_t position)
 {
 	return (struct frame_header *)(s->src.ring + (position & s->ring_mask));
@@ -341,7 +363,7 @@ static void advance_done(struct spill_writer *w, struct spill_stream *s)
 		store_release(s->src.written_seq, s->done_seq);
 	if (s->src.fsync == SPILL_FSYNC_NEVER) {
 		s->synced_position = s->done_position;
-		clear_error(w, s);
+		clear_error_if_healthy(w, s);
 	}
 	publish_tether(s);
 	signal_waiters(s);
@@ -369,8 +391,8 @@ static void write_completed(struct spill_writer *w, struct spill_stream *s, unsi
 		return;
 	}
 	pw->completed = 1;
-	if (s->src.fsync == SPILL_FSYNC_NEVER && s->error && s->error != AGENTBUS_E_CORRUPT)
-		clear_error(w, s);
+	if (s->src.fsync == SPILL_FSYNC_NEVER)
+		clear_error_if_healthy(w, s);
 	advance_done(w, s);
 }
 
@@ -390,8 +412,7 @@ static void fsync_completed(struct spill_writer *w, struct spill_stream *s, int 
 	s->synced_position = s->fsync_target_position;
 	if (s->fsync_target_seq > load_relaxed(s->src.synced_seq))
 		store_release(s->src.synced_seq, s->fsync_target_seq); /* D2 */
-	if (s->error != AGENTBUS_E_CORRUPT)
-		clear_error(w, s);
+	clear_error_if_healthy(w, s);
 	publish_tether(s);
 	signal_waiters(s);
 }
@@ -412,30 +433,46 @@ static void handle_cqe(struct spill_writer *w, struct io_uring_cqe *cqe)
 
 static int open_segment(struct spill_stream *s, uint64_t base, uint64_t seq)
 {
+	int log_fd, index_fd;
 	int err = log_segment_create(s->src.log_dir, s->src.name, base, seq, s->src.max_record,
-				     &s->log_fd, &s->index_fd);
+				     &log_fd, &index_fd);
 
+	/* On failure the stream keeps the segment it had (a roll retries). */
 	if (err)
 		return err;
+	if (s->log_fd >= 0)
+		close(s->log_fd);
+	if (s->index_fd >= 0)
+		close(s->index_fd);
+	s->log_fd = log_fd;
+	s->index_fd = index_fd;
 	s->segment_base = base;
 	s->index_entries = 0;
 	s->next_index_at = base;
 	return 0;
 }
 
-/* Close the full segment (made durable first) and start the next one. */
+/*
+ * Close the full segment (made durable first) and start the next one. The
+ * old segment stays open until the new one exists, so that a failed create
+ * is retried with the old segment intact (its fdatasync then repeated, which
+ * costs nothing once its pages are clean).
+ */
 static int roll_segment(struct spill_writer *w, struct spill_stream *s)
 {
-	int err = 0;
+	int err;
 
-	if (s->src.fsync != SPILL_FSYNC_NEVER && fdatasync(s->log_fd) != 0)
+	if (s->src.fsync != SPILL_FSYNC_NEVER && fdatasync(s->log_fd) != 0) {
+		/* As in fsync_completed(): the pages may be lost, and the next
+		 * fdatasync would succeed anyway (Linux marks them clean). So
+		 * rewrite from the last synced position, then sync again. */
 		err = -errno;
-	if (!err) {
-		close(s->log_fd);
-		close(s->index_fd);
-		s->log_fd = s->index_fd = -1;
-		err = open_segment(s, s->scan_position, s->scan_seq);
+		s->rewind = 1;
+		set_error(w, s, err, load_relaxed(s->src.synced_seq),
+			  "fdatasync of the full log segment");
+		return err;
 	}
+	err = open_segment(s, s->scan_position, s->scan_seq);
 	if (err) {
 		set_error(w, s, err, s->scan_seq, "starting a new log segment");
 		return err;
@@ -443,10 +480,11 @@ static int roll_segment(struct spill_writer *w, struct spill_stream *s)
 	if (s->src.fsync != SPILL_FSYNC_NEVER) {
 		s->synced_position = s->done_position;
 		if (s->done_seq > load_relaxed(s->src.synced_seq))
-			store_release(s->src.synced_seq, s->done_seq);
+			store_release(s->src.synced_seq, s->done_seq); /* D2 */
 		publish_tether(s);
 		signal_waiters(s);
 	}
+	clear_error_if_healthy(w, s);
 	return 0;
 }
 
@@ -480,7 +518,9 @@ static int stream_step(struct spill_writer *w, struct spill_stream *s, uint64_t 
 
 	if (s->error && now < s->retry_at_ns)
 		return 0;
-	if (s->error && s->error != AGENTBUS_E_CORRUPT) {
+	/* Whatever the error word says now: a failed write left behind holds
+	 * `done` (and the tether) until it is written. */
+	if (write_failed(s)) {
 		s->retry_at_ns = now + RETRY_NS;
 		retry_failed(w, s);
 	}

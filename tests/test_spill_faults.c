@@ -1,0 +1,346 @@
+/*
+ * test_spill_faults.c - the spill writer under I/O faults, driven directly
+ * (no daemon) over a ring in private memory, so that each fault hits one
+ * chosen operation:
+ *
+ *  - one failed write among several in flight (fsync NEVER): the write is
+ *    submitted again and the stream goes on, even though later writes
+ *    succeeded meanwhile (they used to clear the error and, with it, the
+ *    retry: `done` stuck forever, spill_error 0);
+ *  - the same with an fdatasync in flight that succeeds after the failure
+ *    (fsync BATCH);
+ *  - a corrupt frame's AGENTBUS_E_CORRUPT stays reported after the writes
+ *    before it completed (fsync NEVER used to erase it);
+ *  - a failed fdatasync when a full segment is rolled: everything since the
+ *    last synced position is written again before anything is reported
+ *    synced (it used to retry the fdatasync alone, which succeeds once Linux
+ *    has marked the pages clean, and report data that may be lost synced);
+ *  - a failed create of the next segment: the roll is retried and the stream
+ *    goes on (it used to be left with no log file, EBADF forever).
+ *
+ * Faults come from spill_fault_hook (writes and io_uring fdatasyncs) and from
+ * the linker (-Wl,--wrap=fdatasync,--wrap=log_segment_create: the segment
+ * roll's synchronous calls). Every fault is armed before the frames it is
+ * about are published, and fires once.
+ */
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "helpers.h"
+#include "persist/log.h"
+#include "persist/spill.h"
+
+#define RING (8u << 20)
+#define FRAME 4096u
+#define SEGMENT (16 * FRAME)
+#define WAIT_MS 5000
+
+/* The words a stream keeps in shared memory, here in private memory. */
+struct words {
+	uint64_t spill_position, written_position, written_seq, synced_seq, error_seq;
+	int32_t spill_error;
+	uint32_t durability_signal, durability_waiters;
+};
+
+static struct {
+	unsigned char *ring;
+	uint64_t next_position, next_seq;   /* where the next frame goes */
+	char dir[LOG_PATH_LEN];
+	uint64_t segment_size;              /* 0: SEGMENT */
+	struct words words;
+	uint32_t wakeup, asleep;
+	struct spill_writer *writer;
+	struct spill_stream *stream;
+} rig;
+
+/* Faults and counters; the spill thread reads and bumps them. */
+static atomic_int fail_write_at;        /* fail the Nth write completion (1-based) */
+static atomic_int fail_write_err;
+static atomic_int frames_on_first_write; /* publish this many frames at the first completion */
+static atomic_int fail_fdatasync;       /* fail the next synchronous fdatasync with EIO */
+static atomic_int fail_create;          /* fail the next segment create with ENOSPC */
+static atomic_int writes_seen, creates_seen, fdatasync_faults;
+static atomic_uint_fast64_t bytes_written, bytes_at_fault;
+
+/* Publish @n records of FRAME bytes, as a producer would (tag last, release). */
+static void add_frames(unsigned n)
+{
+	while (n--) {
+		struct frame_header *h = (struct frame_header *)(rig.ring + rig.next_position);
+
+		memset(h, 0, FRAME);
+		h->seq = rig.next_seq;
+		h->time_ns = 1000 + rig.next_seq;
+		h->frame_len = FRAME;
+		h->subject_len = 1;
+		h->payload_len = FRAME - sizeof(*h) - 1;
+		((char *)(h + 1))[0] = 'x';
+		h->checksum = frame_checksum(h, rig.next_position, frame_body_len(h));
+		__atomic_store_n(&h->tag, frame_tag(rig.next_position, FRAME_COMMITTED),
+				 __ATOMIC_RELEASE);
+		rig.next_position += FRAME;
+		rig.next_seq++;
+	}
+}
+
+/* A frame at the next position that is no frame of the expected seq. */
+static void add_corrupt_frame(void)
+{
+	struct frame_header *h = (struct frame_header *)(rig.ring + rig.next_position);
+
+	memset(h, 0, FRAME);
+	h->seq = rig.next_seq + 7;
+	h->frame_len = FRAME;
+	__atomic_store_n(&h->tag, frame_tag(rig.next_position, FRAME_COMMITTED), __ATOMIC_RELEASE);
+}
+
+static int hook(int is_fsync, int result)
+{
+	int n;
+
+	if (is_fsync)
+		return result;
+	n = atomic_fetch_add(&writes_seen, 1) + 1;
+	if (n == 1 && atomic_load(&frames_on_first_write))
+		add_frames((unsigned)atomic_exchange(&frames_on_first_write, 0));
+	if (n == atomic_load(&fail_write_at))
+		return atomic_load(&fail_write_err);
+	if (result > 0)
+		atomic_fetch_add(&bytes_written, (uint64_t)result);
+	return result;
+}
+
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+int __wrap_fdatasync(int fd)
+{
+	if (atomic_exchange(&fail_fdatasync, 0)) {
+		atomic_store(&bytes_at_fault, atomic_load(&bytes_written));
+		atomic_fetch_add(&fdatasync_faults, 1);
+		errno = EIO;
+		return -1;
+	}
+	return __real_fdatasync(fd);
+}
+
+int __real_log_segment_create(const char *dir, const char *stream, uint64_t base_position,
+			      uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd);
+int __wrap_log_segment_create(const char *dir, const char *stream, uint64_t base_position,
+			      uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd);
+int __wrap_log_segment_create(const char *dir, const char *stream, uint64_t base_position,
+			      uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd)
+{
+	atomic_fetch_add(&creates_seen, 1);
+	if (atomic_exchange(&fail_create, 0))
+		return -ENOSPC;
+	return __real_log_segment_create(dir, stream, base_position, first_seq, max_record, log_fd,
+					 index_fd);
+}
+
+static void log_message(void *arg, const char *message)
+{
+	(void)arg;
+	printf("# spill: %s\n", message);
+}
+
+static uint64_t word(const uint64_t *w)
+{
+	return __atomic_load_n(w, __ATOMIC_ACQUIRE);
+}
+
+static int32_t spill_error(void)
+{
+	return __atomic_load_n(&rig.words.spill_error, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A fresh log directory, ring and spill writer with one stream "s", whose
+ * ring holds @frames records before the spill writer sees it (so that its
+ * first round submits them all at once).
+ */
+static void rig_start(const char *name, enum spill_fsync fsync, uint32_t interval_ms,
+		      unsigned frames)
+{
+	struct spill_source src = { .ring_size = RING, .max_record = 8192, .fsync = fsync,
+				    .fsync_interval_ms = interval_ms,
+				    .segment_size = rig.segment_size ? rig.segment_size : SEGMENT };
+	struct log_recovery rec;
+
+	memset(&rig.words, 0, sizeof(rig.words));
+	rig.ring = aligned_alloc(4096, 2 * RING);
+	T_ASSERT(rig.ring);
+	memset(rig.ring, 0, 2 * RING);
+	rig.next_position = 0;
+	rig.next_seq = 1;
+	snprintf(rig.dir, sizeof(rig.dir), "%s/%s", t_state.data_dir, name);
+	T_ASSERT(mkdir(rig.dir, 0700) == 0);
+
+	snprintf(src.name, sizeof(src.name), "s");
+	snprintf(src.log_dir, sizeof(src.log_dir), "%s", rig.dir);
+	src.ring = rig.ring;
+	src.spill_position = &rig.words.spill_position;
+	src.written_position = &rig.words.written_position;
+	src.written_seq = &rig.words.written_seq;
+	src.synced_seq = &rig.words.synced_seq;
+	src.error_seq = &rig.words.error_seq;
+	src.spill_error = &rig.words.spill_error;
+	src.durability_signal = &rig.words.durability_signal;
+	src.durability_waiters = &rig.words.durability_waiters;
+	add_frames(frames);
+	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
+	T_OK(spill_writer_start(&rig.writer, &rig.wakeup, &rig.asleep, log_message, NULL));
+	T_OK(spill_add_stream(rig.writer, &src, &rec, 0, 1, &rig.stream));
+}
+
+/* Stop the writer; the log then ends at seq @end (exclusive), intact. */
+static void rig_stop(uint64_t end)
+{
+	struct log_recovery rec;
+
+	spill_remove_stream(rig.writer, rig.stream);
+	spill_writer_stop(rig.writer);
+	free(rig.ring);
+	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
+	T_EQ(rec.next_seq, end);
+	T_EQ(rec.truncated_bytes, 0);
+	T_EQ(rec.corrupt_frames, 0);
+	t_remove_tree(rig.dir);
+	/* Disarm and reset, for the next sub-test (no spill thread now). */
+	rig.segment_size = 0;
+	atomic_store(&fail_write_at, 0);
+	atomic_store(&frames_on_first_write, 0);
+	atomic_store(&fail_fdatasync, 0);
+	atomic_store(&fail_create, 0);
+	atomic_store(&writes_seen, 0);
+	atomic_store(&creates_seen, 0);
+	atomic_store(&fdatasync_faults, 0);
+	atomic_store(&bytes_written, 0);
+	atomic_store(&bytes_at_fault, 0);
+}
+
+/* Wait (bounded) until *@w reaches @want and spill_error is 0. */
+static void wait_for(const uint64_t *w, const char *what, uint64_t want)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	while (word(w) < want || spill_error() != 0) {
+		T_ASSERTF(!t_expired(&d), "%s is %" PRIu64 ", spill_error %d (%s), after %d ms; "
+			  "want %" PRIu64 " and no error (written_seq %" PRIu64 ", writes %d)", what,
+			  word(w), spill_error(), agentbus_strerror(spill_error()), WAIT_MS, want,
+			  word(&rig.words.written_seq), atomic_load(&writes_seen));
+		t_sleep_us(2000);
+	}
+	T_EQ(word(w), want);
+}
+
+/*
+ * fsync NEVER, four runs of writes in flight at once, the first completion
+ * fails with ENOSPC and the others succeed: the failed one is written again.
+ */
+static void test_never_one_write_fails(void)
+{
+	unsigned frames = 3 * (1u << 20) / FRAME + 1; /* 4 runs of at most 1 MiB */
+
+	atomic_store(&fail_write_err, -ENOSPC);
+	atomic_store(&fail_write_at, 1);
+	rig.segment_size = 64u << 20; /* no roll: the four writes go together */
+	rig_start("never-write", SPILL_FSYNC_NEVER, 0, frames);
+	wait_for(&rig.words.written_seq, "written_seq", 1 + frames);
+	T_ASSERT(atomic_load(&writes_seen) > 4); /* the failed write went again */
+	T_EQ(word(&rig.words.spill_position), (uint64_t)frames * FRAME);
+	rig_stop(1 + frames);
+}
+
+/*
+ * fsync BATCH: the first write's completion publishes one frame more, so its
+ * write and an fdatasync of the first are in flight together; the write
+ * fails, the fdatasync succeeds. The write is still done again.
+ */
+static void test_batch_write_fails_fsync_succeeds(void)
+{
+	atomic_store(&fail_write_err, -ENOSPC);
+	atomic_store(&fail_write_at, 2);
+	atomic_store(&frames_on_first_write, 1);
+	rig_start("batch-write", SPILL_FSYNC_BATCH, 0, 2);
+	wait_for(&rig.words.synced_seq, "synced_seq", 4);
+	T_EQ(word(&rig.words.written_seq), 4);
+	T_EQ(word(&rig.words.spill_position), 3 * FRAME);
+	rig_stop(4);
+}
+
+/* fsync NEVER: a corrupt frame is reported, and stays reported once the
+ * frames before it are written. */
+static void test_never_corrupt_stays(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	rig_start("never-corrupt", SPILL_FSYNC_NEVER, 0, 0);
+	add_frames(4);
+	add_corrupt_frame();
+	while (word(&rig.words.written_seq) < 5) {
+		T_ASSERTF(!t_expired(&d), "written_seq %" PRIu64 " after %d ms, want 5",
+			  word(&rig.words.written_seq), WAIT_MS);
+		t_sleep_us(2000);
+	}
+	t_sleep_us(50000); /* a few more rounds of the spill loop */
+	T_EQ(spill_error(), AGENTBUS_E_CORRUPT);
+	T_EQ(word(&rig.words.written_seq), 5);
+	rig_stop(5);
+}
+
+/*
+ * fsync INTERVAL (rarely: only the roll syncs here): the fdatasync of a full
+ * segment fails. Before the segment is reported synced, everything since the
+ * last synced position (the whole segment) is written again.
+ */
+static void test_roll_fdatasync_fails(void)
+{
+	uint64_t rewritten;
+
+	rig_start("roll-fsync", SPILL_FSYNC_INTERVAL, 60000, 0);
+	atomic_store(&fail_fdatasync, 1);
+	add_frames(SEGMENT / FRAME);
+	wait_for(&rig.words.synced_seq, "synced_seq", 1 + SEGMENT / FRAME);
+	T_EQ(atomic_load(&fdatasync_faults), 1);
+	rewritten = atomic_load(&bytes_written) - atomic_load(&bytes_at_fault);
+	T_ASSERTF(rewritten >= SEGMENT, "after the failed fdatasync of the full segment, only %"
+		  PRIu64 " bytes were written again before it was reported synced (want %u)",
+		  rewritten, SEGMENT);
+	/* And the next segment works. */
+	add_frames(3);
+	wait_for(&rig.words.written_seq, "written_seq", 4 + SEGMENT / FRAME);
+	rig_stop(4 + SEGMENT / FRAME);
+}
+
+/* fsync BATCH: creating the next segment fails once; the roll is retried. */
+static void test_segment_create_fails(void)
+{
+	rig_start("roll-create", SPILL_FSYNC_BATCH, 0, 0);
+	atomic_store(&fail_create, 1);
+	add_frames(SEGMENT / FRAME + 4);
+	wait_for(&rig.words.synced_seq, "synced_seq", 5 + SEGMENT / FRAME);
+	T_ASSERT(atomic_load(&creates_seen) >= 3); /* the first segment, the failure, the retry */
+	rig_stop(5 + SEGMENT / FRAME);
+}
+
+/* Run sub-test @fn unless the command line names another one. */
+#define RUN_IF_NAMED(fn)                                          \
+	do {                                                      \
+		if (argc < 2 || strcmp(argv[1], #fn) == 0)        \
+			T_RUN(fn);                                \
+	} while (0)
+
+/* With an argument, run only the sub-test of that name. */
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	t_state.owner = getpid();
+	t_make_data_dir();
+	spill_fault_hook = hook; /* before any spill thread exists */
+	RUN_IF_NAMED(test_never_one_write_fails);
+	RUN_IF_NAMED(test_batch_write_fails_fsync_succeeds);
+	RUN_IF_NAMED(test_never_corrupt_stays);
+	RUN_IF_NAMED(test_roll_fdatasync_fails);
+	RUN_IF_NAMED(test_segment_create_fails);
+	return t_done();
+}
