@@ -150,9 +150,83 @@ static const char *record_header_problem(const struct frame_header *h, uint64_t 
 	return NULL;
 }
 
+static int frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
+		      const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
+		      const char **why, int check_gap);
+
+/*
+ * A gap's count carries no checksum: one flipped bit would renumber every
+ * frame after it, and recovery would take them all for a torn tail. So the
+ * count must agree with the frame after the gap whenever that frame is
+ * there and valid on its own terms (a record by its checksum, a gap by its
+ * tag). Returns 1 if it disagrees, 0 if it agrees or cannot be checked (the
+ * gap ends the data, or the next frame is itself damaged and is reported on
+ * its own), or -errno.
+ */
+static int gap_disagrees(struct log_segment_view *v, uint64_t next_position, uint64_t expect)
+{
+	const struct frame_header *h, *frame;
+	const unsigned char *bytes;
+	uint64_t claimed, len, next;
+	const char *why;
+	int rc;
+
+	if (next_position >= v->data_end || v->data_end - next_position < sizeof(*h))
+		return 0;
+	rc = view_bytes(v, next_position, sizeof(*h), &bytes);
+	if (rc <= 0)
+		return rc;
+	h = (const struct frame_header *)bytes;
+	if (h->tag == frame_tag(next_position, FRAME_GAP))
+		return h->gap_first_seq != expect;
+	if (h->tag != frame_tag(next_position, FRAME_COMMITTED) || h->seq == expect)
+		return 0;
+	claimed = h->seq;
+	/* No gap check there: a run of gaps is checked one pair at a time. */
+	rc = frame_load(v, next_position, claimed, &frame, &len, &next, &why, 0);
+	if (rc < 0 && rc != AGENTBUS_E_CORRUPT)
+		return rc;
+	return rc == 1;
+}
+
+/* The gap whose header is in the window at @position (see log_frame_load()). */
+static int gap_load(struct log_segment_view *v, uint64_t position, uint64_t seq, uint64_t room,
+		    const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
+		    const char **why, int check_gap)
+{
+	const unsigned char *bytes;
+	int rc = view_bytes(v, position, sizeof(**frame), &bytes);
+
+	if (rc <= 0)
+		return rc;
+	rc = gap_check((const struct frame_header *)bytes, seq, room, frame_len, next_seq, why);
+	if (rc == 1 && check_gap) {
+		rc = gap_disagrees(v, position + *frame_len, *next_seq);
+		if (rc < 0)
+			return rc;
+		if (rc) {
+			*why = "gap whose count disagrees with the frame after it";
+			return AGENTBUS_E_CORRUPT;
+		}
+		/* The check may have moved the window: point at the gap again. */
+		rc = view_bytes(v, position, sizeof(**frame), &bytes);
+		if (rc <= 0)
+			return rc;
+	}
+	*frame = (const struct frame_header *)bytes;
+	return rc;
+}
+
 int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
 		   const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
 		   const char **why)
+{
+	return frame_load(v, position, seq, frame, frame_len, next_seq, why, 1);
+}
+
+static int frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
+		      const struct frame_header **frame, uint64_t *frame_len, uint64_t *next_seq,
+		      const char **why, int check_gap)
 {
 	const struct frame_header *h;
 	const unsigned char *bytes;
@@ -169,11 +243,8 @@ int log_frame_load(struct log_segment_view *v, uint64_t position, uint64_t seq,
 	if (rc <= 0)
 		return rc;
 	h = (const struct frame_header *)bytes;
-	if (h->tag == frame_tag(position, FRAME_GAP)) {
-		rc = gap_check(h, seq, room, frame_len, next_seq, why);
-		*frame = h;
-		return rc;
-	}
+	if (h->tag == frame_tag(position, FRAME_GAP))
+		return gap_load(v, position, seq, room, frame, frame_len, next_seq, why, check_gap);
 	if (h->tag != frame_tag(position, FRAME_COMMITTED)) {
 		*why = "no frame of this position here (bad tag)";
 		return AGENTBUS_E_CORRUPT;
@@ -338,6 +409,7 @@ struct log_reader {
 	uint64_t file_end;               /* position where its file ends, as last looked at */
 	uint64_t position;               /* position of the next frame */
 	uint64_t seq;                    /* sequence number expected there */
+	uint64_t sure_seq;               /* ... as checksummed frames say (gap counts have none) */
 	uint64_t end_position;           /* never read at or past this */
 	int anchored;                    /* position/seq set (a segment was seen, or a seek) */
 	int resync;                      /* the frame at position was bad: look past it */
@@ -370,6 +442,7 @@ static int reader_relist(struct log_reader *r)
 	if (!r->anchored && n) {
 		r->position = list[0].base_position;
 		r->seq = list[0].first_seq;
+		r->sure_seq = r->seq;
 		r->anchored = 1;
 	}
 	return 0;
@@ -389,6 +462,7 @@ int log_reader_open(struct log_reader **reader, const char *dir, uint64_t end_po
 	r->view.fd = -1;
 	r->end_position = end_position;
 	r->seq = 1;
+	r->sure_seq = 1;
 	err = reader_relist(r);
 	if (err) {
 		free(r);
@@ -621,6 +695,11 @@ static int reader_resync(struct log_reader *r)
 	reader_set_limit(r);
 	next = next_base(r);
 	rc = log_frame_find(&r->view, r->resync_from, r->seq, &q, &s);
+	/* A gap before the bad frame may have overstated its count (it was
+	 * checked against the frame after it, which was bad): frames after
+	 * may hold lower seqs than r->seq. Look for those too. */
+	if (rc == 0 && r->sure_seq < r->seq)
+		rc = log_frame_find(&r->view, r->resync_from, r->sure_seq, &q, &s);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {
@@ -635,7 +714,17 @@ static int reader_resync(struct log_reader *r)
 		return 0;
 	}
 	r->resync = 0;
+	r->sure_seq = r->seq;
 	return 1;
+}
+
+/* Move past the frame loaded (r->frame, @len bytes; @next_seq after it). */
+static void reader_step(struct log_reader *r, uint64_t len, uint64_t next_seq)
+{
+	r->position += len;
+	r->seq = next_seq;
+	if ((r->frame->tag & FRAME_STATE_MASK) == FRAME_COMMITTED)
+		r->sure_seq = next_seq;
 }
 
 int log_reader_next(struct log_reader *r, const struct frame_header **frame, uint64_t *position)
@@ -654,8 +743,7 @@ int log_reader_next(struct log_reader *r, const struct frame_header **frame, uin
 	*frame = r->frame;
 	if (position)
 		*position = r->position;
-	r->position += len;
-	r->seq = next_seq;
+	reader_step(r, len, next_seq);
 	return 1;
 }
 
@@ -666,6 +754,7 @@ static void reader_place(struct log_reader *r, uint64_t position, uint64_t seq)
 		reader_close_segment(r);
 	r->position = position;
 	r->seq = seq;
+	r->sure_seq = seq;
 	r->anchored = 1;
 	r->resync = 0;
 	r->error[0] = '\0';
@@ -740,8 +829,7 @@ static int reader_scan_to(struct log_reader *r, uint64_t target,
 			return rc;
 		if (reached(r, target))
 			return 0;
-		r->position += len;
-		r->seq = next;
+		reader_step(r, len, next);
 	}
 }
 

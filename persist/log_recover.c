@@ -43,6 +43,8 @@ static void say(report_fn report, void *arg, const char *fmt, ...)
 struct tail {
 	uint64_t end_position;     /* just past the last valid frame */
 	uint64_t next_seq;         /* sequence number after it */
+	uint64_t sure_seq;         /* ... as checksummed data says: a gap since may have moved
+				    * next_seq on by its count, which has no checksum */
 	uint64_t last_time_ns;     /* time of the last record seen (or of the index entry) */
 	int any_valid;             /* the segment holds at least one valid frame */
 	struct log_index_entry *added; /* index entries for the scanned frames */
@@ -104,6 +106,7 @@ static int tail_start(struct log_segment_view *v, const struct log_segment *s,
 		return rc;
 	*position = s->base_position;
 	t->next_seq = s->first_seq;
+	t->sure_seq = s->first_seq;
 	*keep = 0;
 	for (k = (long)n - 1; k >= 0; k--) {
 		rc = log_frame_load(v, entries[k].position, entries[k].seq, &frame, &len, &next, &why);
@@ -113,6 +116,7 @@ static int tail_start(struct log_segment_view *v, const struct log_segment *s,
 			continue;
 		*position = entries[k].position;
 		t->next_seq = entries[k].seq;
+		t->sure_seq = entries[k].seq;
 		t->last_time_ns = entries[k].time_ns;
 		t->last_indexed = entries[k].position;
 		t->indexed = 1;
@@ -142,6 +146,52 @@ static int tail_cut(struct log_segment_view *v, const struct log_segment *s, uin
 }
 
 /*
+ * The frame at @position is bad: find the next valid frame after it.
+ * Returns 1 (*q / *found_seq set; *renumbered if the gap before the bad
+ * frame overstated its count), 0 if there is none (a torn tail), or -errno.
+ */
+static int tail_resync(struct log_segment_view *v, const struct tail *t, uint64_t position,
+		       uint64_t *q, uint64_t *found_seq, int *renumbered)
+{
+	int rc = log_frame_find(v, position + FRAME_ALIGN, t->next_seq, q, found_seq);
+
+	*renumbered = 0;
+	if (rc != 0 || t->sure_seq >= t->next_seq)
+		return rc;
+	/* A gap's count checks against the frame after it only when that
+	 * frame is valid; if it was not, the count may be too big, and the
+	 * look above missed later frames whose seq is below it. Never cut a
+	 * valid frame for that: look again for any seq after the gap's first. */
+	rc = log_frame_find(v, position + FRAME_ALIGN, t->sure_seq, q, found_seq);
+	*renumbered = rc == 1;
+	return rc;
+}
+
+/* Report the bad frame at @position, skipped up to the valid frame at @q. */
+static void report_skip(const struct log_segment *s, const struct log_segment_view *v,
+			const struct tail *t, uint64_t position, const char *why, uint64_t q,
+			uint64_t found_seq, int renumbered, report_fn report, void *arg)
+{
+	uint64_t offset = LOG_HEADER_SIZE + (position - v->base_position);
+
+	if (!why)
+		why = "incomplete frame";
+	if (renumbered)
+		say(report, arg, "stream log %s: corrupt frame at seq %" PRIu64 " (segment %s, offset %"
+		    PRIu64 "): %s; gaps before it claimed seq %" PRIu64 "..%" PRIu64 " but a valid "
+		    "frame with seq %" PRIu64 " follows (a gap's count is damaged); %" PRIu64
+		    " bytes skipped, kept (readers get AGENTBUS_E_CORRUPT there)",
+		    s->log_path, t->next_seq, s->log_path, offset, why, t->sure_seq,
+		    t->next_seq - 1, found_seq, q - position);
+	else
+		say(report, arg, "stream log %s: corrupt frame at seq %" PRIu64 " (segment %s, offset %"
+		    PRIu64 "): %s; seq %" PRIu64 "..%" PRIu64 " unreadable, %" PRIu64
+		    " bytes skipped, kept (readers get AGENTBUS_E_CORRUPT there)",
+		    s->log_path, t->next_seq, s->log_path, offset, why, t->next_seq, found_seq - 1,
+		    q - position);
+}
+
+/*
  * Scan @s from its last good index entry to its end: records the end in
  * @t, cuts a torn tail, skips (and reports) corruption in the middle.
  */
@@ -152,13 +202,15 @@ static int tail_scan(struct log_segment_view *v, const struct log_segment *s,
 	const struct frame_header *h;
 	uint64_t len, next, q, found_seq;
 	const char *why;
-	int rc, force = 0;
+	int rc, force = 0, renumbered;
 
 	while (position < v->data_end) {
 		rc = log_frame_load(v, position, t->next_seq, &h, &len, &next, &why);
 		if (rc == 1) {
-			if ((h->tag & FRAME_STATE_MASK) == FRAME_COMMITTED)
+			if ((h->tag & FRAME_STATE_MASK) == FRAME_COMMITTED) {
 				t->last_time_ns = h->time_ns;
+				t->sure_seq = next;
+			}
 			rc = index_maybe_add(t, t->next_seq, position, force);
 			if (rc)
 				return rc;
@@ -170,20 +222,16 @@ static int tail_scan(struct log_segment_view *v, const struct log_segment *s,
 		}
 		if (rc < 0 && rc != AGENTBUS_E_CORRUPT)
 			return rc;
-		rc = log_frame_find(v, position + FRAME_ALIGN, t->next_seq, &q, &found_seq);
+		rc = tail_resync(v, t, position, &q, &found_seq, &renumbered);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
 			return tail_cut(v, s, position, t->next_seq, out, report, arg);
-		say(report, arg, "stream log %s: corrupt frame at seq %" PRIu64 " (segment %s, offset %"
-		    PRIu64 "): %s; seq %" PRIu64 "..%" PRIu64 " unreadable, %" PRIu64
-		    " bytes skipped, kept (readers get AGENTBUS_E_CORRUPT there)",
-		    s->log_path, t->next_seq, s->log_path,
-		    LOG_HEADER_SIZE + (position - v->base_position),
-		    why ? why : "incomplete frame", t->next_seq, found_seq - 1, q - position);
+		report_skip(s, v, t, position, why, q, found_seq, renumbered, report, arg);
 		out->corrupt_frames++;
 		position = q;
 		t->next_seq = found_seq;
+		t->sure_seq = found_seq;
 		force = 1; /* index the first frame after the damage, for seeks */
 	}
 	return 0;

@@ -706,6 +706,123 @@ static void test_recover_empty_last(const struct tw *w, const char *dir)
 	tw_remove_dir(copy);
 }
 
+/*
+ * A log of one segment whose gaps are followed by records: the first gap in
+ * the middle, the second after the last index entry. Sets *gap1 / *gap2 to
+ * their frame numbers.
+ */
+static void build_gaps(struct tw *w, const char *dir, size_t *gap1, size_t *gap2)
+{
+	int i;
+
+	tw_init(w, dir, 2048, 1u << 20, 0, 1);
+	for (i = 0; i < 100; i++)
+		tw_record(w, 900);
+	*gap1 = w->count;
+	tw_gap(w, 1, 64);
+	for (i = 0; i < 300; i++)
+		tw_record(w, 900);
+	*gap2 = w->count;
+	tw_gap(w, 2, 128);
+	for (i = 0; i < 4; i++)
+		tw_record(w, 0);
+	tw_finish(w);
+}
+
+/* Recover @dir, a copy of the log of build_gaps(): nothing is cut, and one
+ * corrupt frame is reported, at seq @seq, with @what in its report. */
+static void recover_keeps_all(const struct tw *w, const char *dir, uint64_t seq, const char *what)
+{
+	struct log_recovery out;
+	char needle[64];
+
+	report_count = 0;
+	CHECK(log_recover(dir, &out, collect, NULL) == 0, "recover");
+	CHECK(out.end_position == w->position && out.next_seq == w->seq,
+	      "recovered end %" PRIu64 "/seq %" PRIu64 ", expected %" PRIu64 "/%" PRIu64,
+	      out.end_position, out.next_seq, w->position, w->seq);
+	CHECK(out.truncated_bytes == 0 && out.corrupt_frames == 1,
+	      "%" PRIu64 " bytes cut, %" PRIu64 " corrupt", out.truncated_bytes, out.corrupt_frames);
+	snprintf(needle, sizeof(needle), "corrupt frame at seq %" PRIu64 " ", seq);
+	CHECK(reported(needle) && reported(what), "not reported: %s (%d reports: %s)", what,
+	      report_count, report_count ? reports[0] : "");
+}
+
+/* Read @dir: every frame of @w but frame @bad (AGENTBUS_E_CORRUPT there). */
+static void read_all_but(const struct tw *w, const char *dir, size_t bad, const char *what)
+{
+	struct log_reader *r;
+	int rc;
+
+	CHECK(log_reader_open(&r, dir, UINT64_MAX) == 0, "open");
+	CHECK(read_frames(r, w, 0, &rc) == bad, "frames before the bad one");
+	CHECK(rc == AGENTBUS_E_CORRUPT && strstr(log_reader_error(r), what),
+	      "bad frame: %s: %s", agentbus_strerror(rc), log_reader_error(r));
+	CHECK(read_all(r, w, bad + 1) == w->count - bad - 1, "frames after the bad one");
+	check_seek_seq(r, w, w->frames[bad + 3].seq);
+	log_reader_close(r);
+}
+
+/*
+ * A gap's count has no checksum. One damaged bit in it must not renumber
+ * the frames after it: recovery would cut them all as a torn tail, and
+ * readers would lose the rest of the segment.
+ */
+static void test_gap_count(void)
+{
+	static const char disagrees[] = "gap whose count disagrees with the frame after it";
+	char dir[LOG_PATH_LEN], copy[LOG_PATH_LEN], path[LOG_PATH_LEN], index_path[LOG_PATH_LEN];
+	const struct frame_header *h;
+	struct log_reader *r;
+	size_t gap1, gap2, k;
+	struct tw w;
+	int rc;
+
+	path_in(dir, "gaps");
+	path_in(copy, "gapcopy");
+	build_gaps(&w, dir, &gap1, &gap2);
+	CHECK(w.frames[gap2].position > w.last_indexed, "the second gap is indexed");
+	log_segment_paths(copy, 0, path, index_path);
+
+	/* The first gap's count damaged (byte 30: bits 16-23 of it). */
+	tw_copy_dir(dir, copy);
+	flip_byte(path, LOG_HEADER_SIZE + w.frames[gap1].position + 30);
+	read_all_but(&w, copy, gap1, disagrees);
+	CHECK(verify_damaged(&w, copy, damage_none) == 1 && has_problem_at_seq(w.frames[gap1].seq),
+	      "verify: %d problems", problem_count);
+	/* Without an index, recovery scans across it. */
+	CHECK(unlink(index_path) == 0, "unlink index");
+	recover_keeps_all(&w, copy, w.frames[gap1].seq, disagrees);
+	read_all_but(&w, copy, gap1, disagrees);
+
+	/* The second gap's count damaged: it is in the tail recovery scans. */
+	tw_copy_dir(dir, copy);
+	flip_byte(path, LOG_HEADER_SIZE + w.frames[gap2].position + 30);
+	recover_keeps_all(&w, copy, w.frames[gap2].seq, disagrees);
+	read_all_but(&w, copy, gap2, disagrees);
+
+	/* The first gap's count and the record after it damaged: the count
+	 * cannot be checked, so the bad record's seq is taken as too big, and
+	 * nothing after it has its seq. Recovery must still keep the rest. */
+	tw_copy_dir(dir, copy);
+	flip_byte(path, LOG_HEADER_SIZE + w.frames[gap1].position + 30);
+	flip_byte(path, LOG_HEADER_SIZE + w.frames[gap1 + 1].position + 70);
+	CHECK(unlink(index_path) == 0, "unlink index");
+	recover_keeps_all(&w, copy, w.frames[gap1].seq + 1 + (0x5au << 16), "count is damaged");
+	/* A reader gets the (damaged) gap, the bad record, then the rest. */
+	CHECK(log_reader_open(&r, copy, UINT64_MAX) == 0, "open");
+	for (k = 0; (rc = log_reader_next(r, &h, NULL)) == 1; k++)
+		;
+	CHECK(k == gap1 + 1 && rc == AGENTBUS_E_CORRUPT, "%zu frames, then %s", k,
+	      agentbus_strerror(rc));
+	CHECK(read_all(r, &w, gap1 + 2) == w.count - gap1 - 2, "frames after the bad record");
+	log_reader_close(r);
+
+	tw_remove_dir(copy);
+	tw_remove_dir(dir);
+	free(w.frames);
+}
+
 /* A reader follows a writer that appends and starts new segments while it
  * reads, and one whose segments retention deletes under it. */
 static void test_follow(void)
@@ -786,6 +903,7 @@ int main(void)
 	test_recover_clean(&w, dir);
 	test_recover_torn(&w, dir);
 	test_recover_empty_last(&w, dir);
+	test_gap_count();
 	test_follow();
 
 	tw_remove_dir(dir);
