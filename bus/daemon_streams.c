@@ -265,6 +265,31 @@ void daemon_attach_streams(struct agentbus_daemon *d)
 
 /* ---------------------------------------------------------------- requests */
 
+/*
+ * Take back the ring of a stream whose creation failed after
+ * stream_create_segment(): without this it stays in shared memory, listed
+ * and open to publishers, yet served by no daemon, and neither `rm` (not
+ * watched) nor `add` (it exists) can get rid of it. A client may have mapped
+ * it already (it is visible once made), so it is marked deleted first, as
+ * daemon_delete_stream() does. Keeps the caller's error message.
+ */
+static void discard_ring(struct agentbus_daemon *d, const char *name)
+{
+	char message[512], streams[PATH_LEN], path[PATH_LEN];
+	agentbus_stream *s;
+
+	snprintf(message, sizeof(message), "%s", agentbus_last_error());
+	if (stream_map(d->dir, name, 0, &s) == 0) {
+		store_release(&s->control->deleted, 1);
+		wake_sleepers(s->control);
+		stream_unmap(s);
+	}
+	if (path_join(streams, sizeof(streams), d->dir, STREAMS_DIR) == 0 &&
+	    path_join(path, sizeof(path), streams, name) == 0 && unlink(path) != 0)
+		daemon_warn(d, "stream '%s': cannot remove %s: %s", name, path, strerror(errno));
+	set_error(0, "%s", message);
+}
+
 int daemon_create_stream(struct agentbus_daemon *d, const struct control_request *req)
 {
 	struct agentbus_stream_config cfg = req->config;
@@ -287,11 +312,15 @@ int daemon_create_stream(struct agentbus_daemon *d, const struct control_request
 				req->name, cfg.ring_size);
 	else if (err)
 		err = set_error(err, "stream '%s': %s", req->name, agentbus_strerror(err));
-	if (!err)
-		err = stream_config_save(log_dir, &cfg);
+	if (err) {
+		remove_tree(log_dir);
+		return err;
+	}
+	err = stream_config_save(log_dir, &cfg);
 	if (!err)
 		err = attach_stream(d, req->name);
 	if (err) {
+		discard_ring(d, req->name);
 		remove_tree(log_dir);
 		return err;
 	}

@@ -19,6 +19,7 @@ SHM_ROOT=${AGENTBUS_SHM_DIR:-/dev/shm/agentbus-$(id -u)}
 TMP=$(mktemp -d)
 DATA=$(mktemp -d)
 DAEMON_PID=
+LONG_PID=
 FAILURES=0
 CHECKS=0
 # Logs go where --data-dir says, never to the user's data directory.
@@ -34,7 +35,11 @@ cleanup() {
 		kill -TERM "$DAEMON_PID" 2>/dev/null
 		wait_gone "$DAEMON_PID" 50 || kill -KILL "$DAEMON_PID" 2>/dev/null
 	fi
-	rm -rf "${SHM_ROOT:?}/$BUS" "${TMP:?}" "${DATA:?}"
+	if [ -n "$LONG_PID" ] && kill -0 "$LONG_PID" 2>/dev/null; then
+		kill -TERM "$LONG_PID" 2>/dev/null
+		wait_gone "$LONG_PID" 50 || kill -KILL "$LONG_PID" 2>/dev/null
+	fi
+	rm -rf "${SHM_ROOT:?}/$BUS" "${SHM_ROOT:?}/$BUS-long" "${TMP:?}" "${DATA:?}"
 }
 trap cleanup EXIT
 
@@ -609,6 +614,40 @@ for f in ("corrupt_records", "lost_first_seq", "lost_last_seq", "log_bytes"):
 	ok "${ABB[@]}" sub r --from-seq 4 --timeout 0.3; lines 2
 }
 
+# A `stream add` that fails after its ring was made takes the ring back.
+# The failure: a data directory so deep that the log directory of stream f
+# (<data>/<bus>/f, 4074 bytes) and its settings file still fit in PATH_MAX,
+# but the first log segment's path (24 bytes more) does not, so the daemon
+# makes the ring, saves the settings, then cannot open the log.
+test_failed_add() {
+	local bus=$BUS-long data i
+	data=$TMP/long
+	while [ $((${#data} + 200)) -lt $((4074 - ${#bus} - 3)) ]; do
+		data=$data/$(printf '%0200d' 0)
+	done
+	data=$data/$(printf '%0*d' $((4074 - ${#bus} - 3 - ${#data} - 1)) 0)
+	mkdir -p "$data" || { fail "cannot make a data directory of ${#data} bytes"; return; }
+	timeout -k 2 60 "$AB" daemon --bus "$bus" --data-dir "$data" 2>"$TMP/long.err" &
+	LONG_PID=$!
+	for ((i = 0; i < 50; i++)); do
+		timeout 5 "$AB" stream info --bus "$bus" probe 2>&1 | grep -q 'no stream named' && break
+		sleep 0.1
+	done
+	bad 1 "cannot open its log" "$AB" stream add --bus "$bus" f --ring-size 64K
+	[ -e "$SHM_ROOT/$bus/streams/f" ] && fail "failed stream add left its ring in $SHM_ROOT/$bus/streams"
+	[ -e "$data/$bus/f" ] && fail "failed stream add left its log directory"
+	ok "$AB" stream ls --bus "$bus"; lines 1
+	bad 1 "no stream named 'f'" "$AB" pub --bus "$bus" f a.b x
+	bad 1 "no stream named 'f'" "$AB" stream rm --bus "$bus" f
+	# Not "already exists": the same failure again.
+	bad 1 "cannot open its log" "$AB" stream add --bus "$bus" f --ring-size 64K
+	kill -TERM "$LONG_PID"
+	wait_gone "$LONG_PID" 50 || fail "daemon of $bus ignored SIGTERM"
+	wait "$LONG_PID" 2>/dev/null
+	LONG_PID=
+	rm -rf "${SHM_ROOT:?}/$bus" "$TMP/long"
+}
+
 stop_daemon() {
 	kill -TERM "$DAEMON_PID"
 	wait_gone "$DAEMON_PID" 50 || fail "daemon ignored SIGTERM"
@@ -640,6 +679,7 @@ if start_daemon; then
 	test_durability
 	test_replay
 	test_replay_rate
+	test_failed_add
 	stop_daemon
 	test_after_stop
 	if start_daemon; then
