@@ -43,18 +43,19 @@ static int daemon_data_dir(const char *bus, char *out)
 	return found;
 }
 
-/* <data dir>/<bus>/<stream>, from the bus segment or the usual defaults. */
+/* <data dir>/<bus>/<stream>: under @data_dir when given, else from the bus
+ * (its handle, or its segment) or the usual defaults. */
 static int log_dir_for(agentbus_bus *bus, const char *data_dir, const char *bus_name,
 		       const char *stream, char *out)
 {
 	char resolved[PATH_LEN], name[AGENTBUS_NAME_MAX + 1], bus_dir[PATH_LEN];
 	int err = check_name("stream", stream);
 
-	if (!err && bus) {
+	if (!err && bus && !data_dir) {
 		snprintf(resolved, sizeof(resolved), "%s", bus->control->data_dir);
 		snprintf(name, sizeof(name), "%s", bus->name);
 	} else if (!err) {
-		err = resolve_bus_name(bus_name, name);
+		err = resolve_bus_name(bus ? bus->name : bus_name, name);
 		if (!err && (data_dir || !daemon_data_dir(name, resolved)))
 			err = resolve_data_dir(data_dir, resolved);
 	}
@@ -109,7 +110,7 @@ int agentbus_replay_open(agentbus_bus *bus, const char *stream,
 		return set_error(AGENTBUS_E_INVALID, "replay: NULL argument");
 	err = check_replay_config(config);
 	if (!err)
-		err = log_dir_for(bus, NULL, NULL, stream, dir);
+		err = log_dir_for(bus, config->data_dir, NULL, stream, dir);
 	if (err)
 		return err;
 	r = calloc(1, sizeof(*r));
@@ -121,7 +122,9 @@ int agentbus_replay_open(agentbus_bus *bus, const char *stream,
 		memcpy(r->filter, config->filter, r->filter_len);
 	}
 	r->config.filter = NULL;
-	if (bus && stream_map(bus->dir, stream, 0, &r->stream) != 0)
+	r->config.data_dir = NULL;
+	/* Another data directory's log is not this ring's: read all it holds. */
+	if (bus && !config->data_dir && stream_map(bus->dir, stream, 0, &r->stream) != 0)
 		r->stream = NULL; /* no ring: read all there is on disk */
 	err = log_reader_open(&r->log, dir, UINT64_MAX);
 	if (err) {

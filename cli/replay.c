@@ -9,8 +9,10 @@
  * read as they are, so a log can be replayed after the daemon stopped or on
  * a copy of the data directory.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -213,17 +215,29 @@ static int open_error(struct cli_ctx *ctx, const struct replay_args *args, int e
 
 /*
  * Find the log: through the daemon of the bus when one runs and no
- * --data-dir was given, else from the files, with the bus and data
- * directory passed to the library through its environment variables (it
- * has no other way to take them when there is no bus handle). Sets *bus
- * (NULL for files only); 0 or an exit code, reported.
+ * --data-dir was given, else from the files: under --data-dir (in
+ * args->config, so that it wins over the data directory the bus's shared
+ * memory names), else where the library finds them. The bus name reaches
+ * the library through $AGENTBUS_BUS (it has no other way to take it when
+ * there is no bus handle). Sets *bus (NULL for files only); 0 or an exit
+ * code, reported.
  */
-static int locate_log(struct cli_ctx *ctx, const struct replay_args *args, agentbus_bus **bus)
+static int locate_log(struct cli_ctx *ctx, struct replay_args *args, agentbus_bus **bus)
 {
+	struct stat st;
 	int rc;
 
 	*bus = NULL;
-	if (!args->data_dir_given) {
+	if (args->data_dir_given) {
+		/* Else a mistyped directory reads as "stream has no log". */
+		if (stat(args->data_dir, &st) != 0)
+			return cli_fail(ctx, "cannot use --data-dir '%s': %s", args->data_dir,
+					strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return cli_fail(ctx, "cannot use --data-dir '%s': not a directory",
+					args->data_dir);
+		args->config.data_dir = args->data_dir;
+	} else {
 		rc = agentbus_open(bus, ctx->bus);
 		if (rc == 0)
 			return 0;
@@ -231,8 +245,6 @@ static int locate_log(struct cli_ctx *ctx, const struct replay_args *args, agent
 		if (rc != AGENTBUS_E_NO_DAEMON)
 			return cli_fail_code(ctx, rc, "cannot open bus '%s'", cli_bus_name(ctx));
 	}
-	if (args->data_dir_given && setenv("AGENTBUS_DATA", args->data_dir, 1) < 0)
-		return cli_fail(ctx, "cannot set AGENTBUS_DATA: out of memory");
 	if (ctx->bus && setenv("AGENTBUS_BUS", ctx->bus, 1) < 0)
 		return cli_fail(ctx, "cannot set AGENTBUS_BUS: out of memory");
 	return 0;

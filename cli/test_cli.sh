@@ -543,6 +543,22 @@ test_replay_rate() {
 	ok "${ABB[@]}" replay paced --rate max; lines 3
 }
 
+# --data-dir wins over the data directory of the running daemon: a copy of
+# a log is read as it is, and a directory that is not there is an error.
+test_replay_data_dir() {
+	ok "${ABB[@]}" stream add dd --ring-size 64K
+	ok "${ABB[@]}" pub dd d.x one --count 2 --durability written
+	mkdir -p "$TMP/copy/$BUS" && cp -r "$DATA/$BUS/dd" "$TMP/copy/$BUS/" || fail "cannot copy the log of dd"
+	ok "${ABB[@]}" pub dd d.x two --durability written
+	ok "${ABB[@]}" replay dd; lines 3
+	ok "${ABB[@]}" replay dd --data-dir "$TMP/copy"; lines 2; has '^#2 .* one$'
+	bad 1 "stream 'dd' has no log" "${ABB[@]}" replay dd --data-dir "$TMP"
+	bad 1 "cannot use --data-dir '$TMP/nonexistent': No such file" "${ABB[@]}" replay dd --data-dir "$TMP/nonexistent"
+	bad 1 "cannot use --data-dir '$TMP/copy/$BUS/dd/stream.conf': not a directory" \
+		"${ABB[@]}" replay dd --data-dir "$TMP/copy/$BUS/dd/stream.conf"
+	rm -rf "$TMP/copy"
+}
+
 # After the daemon stopped: replay and verify read the files themselves.
 test_after_stop() {
 	local seg
@@ -679,6 +695,7 @@ if start_daemon; then
 	test_durability
 	test_replay
 	test_replay_rate
+	test_replay_data_dir
 	test_failed_add
 	stop_daemon
 	test_after_stop

@@ -443,12 +443,18 @@ struct agentbus_replay_config {
 	uint64_t to_seq;           /* last seq to return; 0 = up to what is written now */
 	const char *filter;        /* subject pattern; NULL = all */
 	enum agentbus_rate rate;
+	const char *data_dir;      /* read the logs under this absolute directory
+				    * (<data_dir>/<bus>/<stream>/); NULL = see
+				    * agentbus_replay_open() */
 };
 
 /*
  * Replay stream @stream of @bus from its log, read directly from the files
  * (the daemon need not run; @bus may be NULL: then $AGENTBUS_BUS, and the
- * data directory its last daemon used, else the default). Records come in sequence order; gaps are
+ * data directory its last daemon used, else the default). A config->data_dir
+ * wins over both: the files there are read as they are (a copy of a data
+ * directory, say), up to their end, even when @bus is given (then only its
+ * name is used). Records come in sequence order; gaps are
  * skipped; a record whose checksum fails is AGENTBUS_E_CORRUPT naming its
  * seq (the next call goes on after it).
  */
