@@ -7,6 +7,9 @@
  *   - exit 0 on success, CLI_USAGE (2) for bad input on the command line,
  *     CLI_FAILURE (1) for a failure at run time (no daemon, no such stream);
  *   - every error is one line on stderr: "agentbus: <command>: <message>";
+ *   - output that cannot be written is a failure (exit 1), except to a
+ *     reader that went away (`| head`): SIGPIPE is ignored, and EPIPE ends
+ *     the output as if it were complete;
  *   - --bus NAME and --help are accepted by every command, anywhere among its
  *     options.
  */
@@ -90,6 +93,14 @@ int cli_parse_durability(const char *text, enum agentbus_durability *durability)
 const char *cli_durability_name(enum agentbus_durability durability);
 int cli_data_dir(const struct cli_ctx *ctx, const char *given, char *out, size_t size);
 
+/* Standard output: every command checks that what it printed got out. A
+ * reader that went away (EPIPE; SIGPIPE is ignored) ends the output, and
+ * is no failure. */
+#define CLI_GO_ON (-1) /* cli_flush_output(): all is well, go on */
+
+int cli_flush_output(const struct cli_ctx *ctx);
+int cli_finish_output(const struct cli_ctx *ctx, int rc);
+
 /* format.c */
 bool cli_utf8_valid(const void *data, size_t len);
 bool cli_is_text(const void *data, size_t len);
@@ -101,13 +112,10 @@ void cli_format_time(char *buf, size_t size, uint64_t time_ns);
 void cli_format_size(char *buf, size_t size, uint64_t bytes);
 
 /* record.c: printing records (sub, replay) and stopping on a signal */
-#define CLI_GO_ON (-1) /* cli_flush_output(): all is well, go on */
-
 extern volatile sig_atomic_t cli_stop_requested;
 
 void cli_install_stop_signals(void);
 void cli_print_record(const struct agentbus_record *rec, bool json);
-int cli_flush_output(const struct cli_ctx *ctx);
 
 /* The commands. */
 int cli_daemon_main(int argc, char **argv);

@@ -186,13 +186,14 @@ void cli_format_time(char *buf, size_t size, uint64_t time_ns)
 	snprintf(buf + n, size - n, ".%09lluZ", (unsigned long long)(time_ns % 1000000000u));
 }
 
-/* Format a size as "64MiB" when it is a whole number of KiB/MiB/GiB, else "1234B". */
+/* Format a size as "64MiB" when it is a whole number of KiB/MiB/GiB/TiB
+ * (the suffixes the options take), else "1234B". */
 void cli_format_size(char *buf, size_t size, uint64_t bytes)
 {
-	static const char *const units[] = { "GiB", "MiB", "KiB" };
+	static const char *const units[] = { "TiB", "GiB", "MiB", "KiB" };
 
-	for (int i = 0; i < 3; i++) {
-		uint64_t unit = 1ull << (10 * (3 - i));
+	for (int i = 0; i < 4; i++) {
+		uint64_t unit = 1ull << (10 * (4 - i));
 
 		if (bytes >= unit && bytes % unit == 0) {
 			snprintf(buf, size, "%llu%s", (unsigned long long)(bytes / unit), units[i]);

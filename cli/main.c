@@ -107,13 +107,16 @@ int main(int argc, char **argv)
 	struct cli_ctx ctx;
 	int opt;
 
+	/* A closed pipe is EPIPE on a write, which every command handles (see
+	 * cli_flush_output()), not a death in the middle of a publish. */
+	signal(SIGPIPE, SIG_IGN);
 	cli_init(&ctx, "", usage);
 	ctx.stop_at_positional = true;
 	while ((opt = cli_next_option(&ctx, argc, argv, options)) != -1) {
 		switch (opt) {
 		case OPT_VERSION:
 			printf("agentbus %s\n", AGENTBUS_VERSION);
-			return CLI_OK;
+			return cli_finish_output(&ctx, CLI_OK);
 		case CLI_OPT_EXIT:
 			return ctx.exit_code;
 		}

@@ -1,7 +1,7 @@
 /*
  * options.c - the pieces every command of the CLI shares: option parsing
  * around getopt_long(), positional arguments, dispatch to a sub-command,
- * strict number parsing, and one-line error reports.
+ * strict number parsing, one-line error reports, and the end of output.
  *
  * getopt_long() keeps its state in globals, so each command resets it in
  * cli_init() before it parses its own argv; a command group (`stream`) parses
@@ -10,6 +10,7 @@
  * one-line format, so cli_next_option() writes them.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,7 @@ int cli_next_option(struct cli_ctx *ctx, int argc, char **argv,
 		case CLI_OPT_HELP:
 			/* Nothing is open while options are parsed: leaving here is clean. */
 			fputs(ctx->usage, stdout);
-			exit(fflush(stdout) == 0 ? CLI_OK : CLI_FAILURE);
+			exit(cli_finish_output(ctx, CLI_OK));
 		case '?':
 		case ':':
 			ctx->exit_code = option_error(ctx, argv, opt);
@@ -172,7 +173,7 @@ static int run_help(struct cli_ctx *ctx, const struct cli_command *table, int ar
 
 	if (argc < 2) {
 		fputs(ctx->usage, stdout);
-		return CLI_OK;
+		return cli_finish_output(ctx, CLI_OK);
 	}
 	args = calloc((size_t)argc + 1, sizeof(*args));
 	if (!args)
@@ -267,7 +268,7 @@ int cli_parse_u64(const char *text, uint64_t *value)
 	return 0;
 }
 
-/* The multiplier of a size suffix ("", K, M, G, KiB, MiB, GiB), or 0 if bad. */
+/* The multiplier of a size suffix ("", K, M, G, T, KiB, MiB, GiB, TiB), or 0 if bad. */
 static uint64_t size_multiplier(const char *suffix)
 {
 	unsigned shift;
@@ -284,6 +285,9 @@ static uint64_t size_multiplier(const char *suffix)
 	case 'g': case 'G':
 		shift = 30;
 		break;
+	case 't': case 'T':
+		shift = 40;
+		break;
 	default:
 		return 0;
 	}
@@ -294,7 +298,7 @@ static uint64_t size_multiplier(const char *suffix)
 
 /*
  * Parse a size in bytes: a decimal number with an optional 1024-based suffix
- * K, M or G (also KiB, MiB, GiB). Returns 0, or -1 for garbage, a sign or
+ * K, M, G or T (also KiB, MiB, GiB, TiB). Returns 0, or -1 for garbage, a sign or
  * an overflow.
  */
 int cli_parse_size(const char *text, uint64_t *value)
@@ -563,6 +567,51 @@ const char *cli_durability_name(enum agentbus_durability durability)
 	default:
 		return "default";
 	}
+}
+
+/* Whether the reader of standard output went away: a pipe or socket with
+ * no one at the other end polls as an error. */
+static bool reader_gone(void)
+{
+	struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+/*
+ * Push what was printed to standard output. Returns CLI_GO_ON, or the exit
+ * code to stop with: a reader that went away (EPIPE, as in `sub | head`:
+ * main() ignores SIGPIPE) is a normal end, CLI_OK; any other write error is
+ * a failure, reported. ferror() is checked too: stdio may have met the
+ * error in an earlier, implicit flush, its errno long overwritten.
+ */
+int cli_flush_output(const struct cli_ctx *ctx)
+{
+	bool failed_now;
+
+	errno = 0;
+	failed_now = fflush(stdout) != 0;
+	if (!failed_now && !ferror(stdout))
+		return CLI_GO_ON;
+	if ((failed_now && errno == EPIPE) || reader_gone())
+		return CLI_OK;
+	if (failed_now && errno)
+		return cli_fail(ctx, "cannot write to standard output: %s", strerror(errno));
+	return cli_fail(ctx, "cannot write to standard output: an earlier write failed");
+}
+
+/*
+ * The end of a command that may have printed: push the output out and
+ * return @rc, or CLI_FAILURE (reported) when a command that succeeded could
+ * not write all it printed. A reader that went away is no failure.
+ */
+int cli_finish_output(const struct cli_ctx *ctx, int rc)
+{
+	int flushed = cli_flush_output(ctx);
+
+	if (rc != CLI_OK || flushed == CLI_GO_ON)
+		return rc;
+	return flushed;
 }
 
 /*

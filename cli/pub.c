@@ -36,7 +36,9 @@ static const char usage[] =
 	"A publish waits up to 5 s for room when subscriptions have not yet read\n"
 	"the oldest records of a full ring, and up to 5 s in all for its\n"
 	"durability, then fails (exit 1). A record that did not reach its\n"
-	"durability is still published and reaches the log once the fault clears.\n";
+	"durability is still published and reaches the log once the fault clears.\n"
+	"When the reader of the output goes away (| head -1), every record is\n"
+	"still published.\n";
 
 enum {
 	OPT_KEY = CLI_OPT_FIRST,
@@ -251,7 +253,11 @@ static int publish_error(struct cli_ctx *ctx, struct pub_args *args, int64_t err
 	return cli_fail_code(ctx, (int)err, "cannot publish to stream '%s'", args->stream);
 }
 
-/* Publish the record args->count times, printing each sequence number. */
+/*
+ * Publish the record args->count times, printing each sequence number. A
+ * reader of the numbers that goes away (`| head -1`) does not stop the
+ * publishing: the records are what was asked for, the numbers only a report.
+ */
 static int publish_all(struct cli_ctx *ctx, struct pub_args *args, agentbus_stream *stream)
 {
 	int rc = check_durability(ctx, args, stream);
@@ -266,8 +272,6 @@ static int publish_all(struct cli_ctx *ctx, struct pub_args *args, agentbus_stre
 			return publish_error(ctx, args, seq, i);
 		printf("%lld\n", (long long)seq);
 	}
-	if (fflush(stdout) != 0)
-		return cli_fail(ctx, "cannot write to standard output: %s", strerror(errno));
 	return 0;
 }
 
@@ -305,5 +309,5 @@ int cli_pub_main(int argc, char **argv)
 		rc = run_pub(&ctx, &args);
 	free(args.headers);
 	free(args.stdin_data);
-	return rc;
+	return cli_finish_output(&ctx, rc);
 }

@@ -1,10 +1,8 @@
 /*
  * record.c - what `sub` and `replay` share: printing a record, one line for
- * a human or one JSON object, pushing the output out, and stopping cleanly
- * on SIGINT/SIGTERM. Both commands print the same format, so a replay can
+ * a human or one JSON object, and stopping cleanly on SIGINT/SIGTERM. Both commands print the same format, so a replay can
  * be piped into whatever reads a subscription.
  */
-#include <errno.h>
 #include <signal.h>
 #include <string.h>
 
@@ -21,7 +19,7 @@ static void on_stop_signal(int sig)
 	cli_stop_requested = 1;
 }
 
-/* Stop on SIGINT/SIGTERM through the flag; see a closed pipe as EPIPE. */
+/* Stop on SIGINT/SIGTERM through the flag (main() already ignores SIGPIPE). */
 void cli_install_stop_signals(void)
 {
 	struct sigaction action;
@@ -31,7 +29,6 @@ void cli_install_stop_signals(void)
 	sigemptyset(&action.sa_mask);
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGTERM, &action, NULL);
-	signal(SIGPIPE, SIG_IGN);
 }
 
 /* Bytes for a human: as text when they are text, else "0x" and hex. */
@@ -133,18 +130,4 @@ void cli_print_record(const struct agentbus_record *rec, bool json)
 		print_record_json(rec);
 	else
 		print_record_text(rec);
-}
-
-/*
- * Push what was printed to standard output. Returns CLI_GO_ON, or the exit
- * code to stop with: a reader that went away (EPIPE, as in `sub | head`) is
- * a normal end, any other write error a failure.
- */
-int cli_flush_output(const struct cli_ctx *ctx)
-{
-	if (fflush(stdout) == 0)
-		return CLI_GO_ON;
-	if (errno == EPIPE)
-		return CLI_OK;
-	return cli_fail(ctx, "cannot write to standard output: %s", strerror(errno));
 }

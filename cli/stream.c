@@ -56,9 +56,10 @@ static const char add_usage[] =
 	"  --bus NAME            the bus (default: $AGENTBUS_BUS, else \"default\")\n"
 	"  -h, --help            show this help\n"
 	"\n"
-	"BYTES is a number with an optional suffix K, M or G (also KiB, MiB, GiB),\n"
-	"all 1024-based. DURATION is a number with a unit: ms, s, m, h or d (500ms,\n"
-	"30s, 15m, 2h, 7d). Without a retention limit the log is kept forever.\n";
+	"BYTES is a number with an optional suffix K, M, G or T (also KiB, MiB,\n"
+	"GiB, TiB), all 1024-based. DURATION is a number with a unit: ms, s, m, h\n"
+	"or d (500ms, 30s, 15m, 2h, 7d). Without a retention limit the log is kept\n"
+	"forever.\n";
 
 static const char ls_usage[] =
 	"Usage: agentbus stream ls [--json] [--bus NAME]\n"
@@ -382,7 +383,7 @@ static int parse_simple(struct cli_ctx *ctx, int argc, char **argv, bool *json, 
 static int parse_size_option(struct cli_ctx *ctx, const char *option, uint64_t *value)
 {
 	if (cli_parse_size(optarg, value) < 0 || *value == 0)
-		return cli_usage_error(ctx, "bad %s '%s': a number of bytes, optionally with K, M or G",
+		return cli_usage_error(ctx, "bad %s '%s': a number of bytes, optionally with K, M, G or T",
 				       option, optarg);
 	return 0;
 }
@@ -532,7 +533,7 @@ static int stream_add(int argc, char **argv)
 	else
 		print_created(bus, name);
 	agentbus_close(bus);
-	return rc;
+	return cli_finish_output(&ctx, rc);
 }
 
 /* `agentbus stream ls [--json]` */
@@ -564,7 +565,7 @@ static int stream_ls(int argc, char **argv)
 		free(infos);
 	}
 	agentbus_close(bus);
-	return rc;
+	return cli_finish_output(&ctx, rc);
 }
 
 /* `agentbus stream info NAME [--json]` */
@@ -597,7 +598,7 @@ static int stream_info(int argc, char **argv)
 		print_info_text(&info);
 	}
 	agentbus_close(bus);
-	return rc;
+	return cli_finish_output(&ctx, rc);
 }
 
 /* `agentbus stream rm NAME` */
@@ -622,7 +623,7 @@ static int stream_rm(int argc, char **argv)
 	else if (rc < 0)
 		rc = cli_fail_code(&ctx, rc, "cannot delete stream '%s'", name);
 	agentbus_close(bus);
-	return rc;
+	return cli_finish_output(&ctx, rc); /* it prints nothing, but one day may */
 }
 
 static const struct cli_command stream_commands[] = {

@@ -559,6 +559,74 @@ test_replay_data_dir() {
 	rm -rf "$TMP/copy"
 }
 
+# full CMD...: with standard output on /dev/full, CMD must exit 1 with one
+# line on stderr saying so (never 0: what it printed did not get out).
+full() {
+	CHECKS=$((CHECKS + 1))
+	timeout -k 2 20 "$@" >/dev/full 2>"$TMP/err" </dev/null
+	RC=$?
+	ERR=$(<"$TMP/err")
+	[ "$RC" -eq 1 ] || fail "'$* >/dev/full' exited $RC, want 1; stderr: $ERR"
+	[ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q 'cannot write to standard output' "$TMP/err" ||
+		fail "'$* >/dev/full' stderr: $ERR"
+}
+
+# closed CMD...: CMD writes into a pipe whose reader has gone: it must exit
+# 0 (EPIPE ends the output), not die of SIGPIPE, and say nothing.
+closed() {
+	local cmd
+	printf -v cmd '%q ' "$@"
+	run bash -c "set -o pipefail; (sleep 0.3; exec $cmd) | true"
+	[ "$RC" -eq 0 ] || fail "'$*' into a closed pipe exited $RC, want 0; stderr: $ERR"
+	[ -z "$ERR" ] || fail "'$*' into a closed pipe wrote on stderr: $ERR"
+}
+
+# Output that cannot be written fails every command; a reader that went
+# away ends it quietly. Sizes take a T suffix.
+test_output() {
+	if [ -w /dev/full ]; then
+		full "$AB" --help
+		full "$AB" --version
+		full "$AB" stream add --help
+		full "${ABB[@]}" stream ls
+		full "${ABB[@]}" stream ls --json
+		full "${ABB[@]}" stream info s1
+		full "${ABB[@]}" stream info s1 --json
+		full "${ABB[@]}" stream add full1 --ring-size 64K
+		ok "${ABB[@]}" stream rm full1
+		full "${ABB[@]}" pub s1 full.pub x
+		full "${ABB[@]}" pub s1 full.pub x --count 5000
+		full "${ABB[@]}" sub s1 --from-start --count 3 --timeout 5
+		full "${ABB[@]}" replay r
+		full "${ABB[@]}" verify --data-dir "$DATA"
+		full "${ABB[@]}" verify r --data-dir "$DATA" --json
+	fi
+	closed "$AB" --help
+	closed "${ABB[@]}" stream ls
+	closed "${ABB[@]}" stream ls --json
+	closed "${ABB[@]}" stream info s1
+	closed "${ABB[@]}" stream add closed1 --ring-size 64K
+	ok "${ABB[@]}" stream rm closed1
+	closed "${ABB[@]}" replay r
+	closed "${ABB[@]}" verify --data-dir "$DATA"
+	closed "${ABB[@]}" sub s1 --from-start --count 3 --timeout 5
+	ok "${ABB[@]}" stream add piped --ring-size 1M
+	closed "${ABB[@]}" pub piped p.x x --count 3
+	# More numbers than a pipe holds: a reader that leaves stops none of the publishes.
+	run bash -c "set -o pipefail; timeout 20 '$AB' pub --bus '$BUS' piped p.y y --count 20000 | head -n 1"
+	[[ $RC -eq 0 && $OUT == 4 && -z $ERR ]] || fail "pub --count 20000 | head -1: rc $RC, out '$OUT', err '$ERR'"
+	ok "${ABB[@]}" stream info piped; has '^next_seq: +20004$'
+	ok "${ABB[@]}" stream rm piped
+
+	ok "${ABB[@]}" stream add tera --ring-size 64K --segment-size 1T
+	ok "${ABB[@]}" stream info tera; has '^segment_size: +1099511627776 \(1TiB\)$'
+	ok "${ABB[@]}" stream rm tera
+	ok "${ABB[@]}" stream add tera --ring-size 64K --segment-size 1TiB
+	ok "${ABB[@]}" stream rm tera
+	bad 2 "segment size" "${ABB[@]}" stream add tera --segment-size 2T
+	bad 2 "bad --segment-size '1Tb'" "${ABB[@]}" stream add tera --segment-size 1Tb
+}
+
 # After the daemon stopped: replay and verify read the files themselves.
 test_after_stop() {
 	local seg
@@ -696,6 +764,7 @@ if start_daemon; then
 	test_replay
 	test_replay_rate
 	test_replay_data_dir
+	test_output
 	test_failed_add
 	stop_daemon
 	test_after_stop

@@ -135,11 +135,11 @@ int cli_verify_main(int argc, char **argv)
 	found = agentbus_verify(ctx.bus, data_dir, stream, report_problem, &out);
 	if (out.json)
 		finish_json(&out, found);
-	if (fflush(stdout) != 0)
-		return cli_fail(&ctx, "cannot write to standard output");
+	else if (found >= 0)
+		print_summary(&ctx, stream, found);
+	/* The problems go out before the error that stopped the check. */
+	rc = cli_finish_output(&ctx, found != 0 ? CLI_FAILURE : CLI_OK);
 	if (found < 0)
 		return cli_fail_code(&ctx, found, "cannot verify %s", stream ? "the stream" : "the bus");
-	if (!out.json)
-		print_summary(&ctx, stream, found);
-	return found ? CLI_FAILURE : CLI_OK;
+	return rc;
 }
