@@ -141,6 +141,7 @@ static int child_stall(const char *bus_name)
 	agentbus_stream *stream;
 	agentbus_bus *bus;
 	char text[32];
+	int64_t seq;
 
 	signal(SIGUSR1, on_resume);
 	stream = child_open(bus_name, &bus);
@@ -152,7 +153,10 @@ static int child_stall(const char *bus_name)
 		snprintf(text, sizeof(text), "pre-%d", published_before_park);
 		publish_text(stream, "crash.pre", text);
 	}
-	return agentbus_publish(stream, &m, 10000) > 0 ? 0 : 8;
+	seq = agentbus_publish(stream, &m, 10000);
+	agentbus_stream_close(stream);
+	agentbus_close(bus);
+	return seq > 0 ? 0 : 8;
 }
 
 /* Publish PRE_RECORDS records, then hold a zero-copy claim half written. */
