@@ -295,7 +295,12 @@ int64_t agentbus_publish(agentbus_stream *stream, const struct agentbus_message 
 /*
  * Publish @count records as one contiguous batch with consecutive sequence
  * numbers (one claim for all of them). Returns the first sequence number or a
- * negative code; on error nothing was published.
+ * negative code. A check that fails (TOO_LARGE, INVALID, BACKPRESSURE, ...)
+ * publishes nothing. Two errors come after publishing: AGENTBUS_E_TIMEOUT or a
+ * spill error while waiting for the stream's default durability (the records
+ * are published, their durability unknown), and AGENTBUS_E_REVOKED when the
+ * daemon took part of the batch for a dead process's (the records before the
+ * revoked one are published; the message says how many).
  */
 int64_t agentbus_publish_batch(agentbus_stream *stream,
 			       const struct agentbus_message *messages, size_t count,
@@ -339,9 +344,13 @@ struct agentbus_claim {
 int agentbus_claim(agentbus_stream *stream, const struct agentbus_message *message,
 		   size_t payload_len, int timeout_ms, struct agentbus_claim *claim);
 
-/* Make a claimed record visible. Returns its sequence number, or
+/* Make a claimed record visible, then wait, with no time limit, for the
+ * stream's default durability (see agentbus_publish_durable(); at MEMORY
+ * there is nothing to wait for). Returns its sequence number;
  * AGENTBUS_E_REVOKED if the daemon had already turned the claim into a gap
- * (only when this process was thought dead). */
+ * (only when this process was thought dead); or, the record being visible,
+ * the spill writer's error, AGENTBUS_E_NO_DAEMON or AGENTBUS_E_DELETED if the
+ * level cannot be reached. */
 int64_t agentbus_commit(struct agentbus_claim *claim);
 
 /* Give a claim up: its sequence number becomes a counted gap. */
