@@ -15,6 +15,13 @@
  * back by the synced position, not the written one (with a ring of tens of
  * MiB, one fdatasync per ring is no limit on throughput).
  *
+ * Index entries are written only for frames an fdatasync covered (with
+ * fsync NEVER: once written). Writeback may put the .idx and later log pages
+ * on disk before earlier log pages; recovery trusts the newest index entry
+ * whose frame is valid and never scans before it, so an entry past a hole
+ * would hide the hole. The frames are still in the ring when their
+ * fdatasync completes: the tether is the synced position.
+ *
  * Synchronising edges:
  *   D0  acquire load of a frame's tag: pairs with the producer's commit CAS
  *       (C1 in bus/publish.c); the frame's bytes are complete.
@@ -75,6 +82,7 @@ struct spill_stream {
 	int log_fd, index_fd;
 	uint64_t segment_base;
 	uint64_t index_entries;             /* entries in the .idx file */
+	uint64_t indexed_position, indexed_seq; /* frames before it are indexed */
 	uint64_t next_index_at;             /* position due for the next entry */
 	uint64_t last_time_ns;              /* of the last record seen (index of gaps) */
 	int fsync_inflight;
@@ -296,16 +304,38 @@ static int fsync_due(struct spill_stream *s, uint64_t now)
 
 /* ---------------------------------------------------------------- index */
 
-/* Append index entries for the frames of [from, to), now written. */
-static void index_frames(struct spill_writer *w, struct spill_stream *s, uint64_t from,
-			 uint64_t to, uint64_t seq)
+/* Append @n entries to the .idx file. */
+static void index_append(struct spill_writer *w, struct spill_stream *s,
+			 const struct log_index_entry *entries, unsigned n)
+{
+	ssize_t bytes = (ssize_t)(n * sizeof(entries[0]));
+
+	if (!n)
+		return;
+	/* The index is derived data (recovery rebuilds it), so a plain write. */
+	if (pwrite(s->index_fd, entries, (size_t)bytes,
+		   (off_t)(s->index_entries * sizeof(entries[0]))) == bytes)
+		s->index_entries += n;
+	else
+		say(w, "stream '%s': cannot write the index: %s", s->src.name, strerror(errno));
+}
+
+/*
+ * Append index entries for the frames from the indexed position up to
+ * @to / @to_seq, which are final, in the current segment and still in the
+ * ring (tethered), and, unless fsync is NEVER, covered by an fdatasync. An
+ * fdatasync can cover many runs, so entries go out in batches.
+ */
+static void index_to(struct spill_writer *w, struct spill_stream *s, uint64_t to, uint64_t to_seq)
 {
 	struct log_index_entry entries[MAX_RUN / LOG_INDEX_EVERY + 2];
 	unsigned n = 0;
-	uint64_t p = from, count;
+	uint64_t p = s->indexed_position, seq = s->indexed_seq, count;
 	int64_t len;
 
-	while (p < to && n < sizeof(entries) / sizeof(entries[0])) {
+	if (to <= p)
+		return; /* e.g. a roll's fdatasync right after a batch's */
+	while (p < to) {
 		len = final_frame(s, p, seq, &count);
 		if (len <= 0)
 			break; /* cannot happen: the frames are final and tethered */
@@ -316,18 +346,18 @@ static void index_frames(struct spill_writer *w, struct spill_stream *s, uint64_
 							      .time_ns = s->last_time_ns };
 			log_index_entry_seal(&entries[n++]);
 			s->next_index_at = p + LOG_INDEX_EVERY;
+			if (n == sizeof(entries) / sizeof(entries[0])) {
+				index_append(w, s, entries, n);
+				n = 0;
+			}
 		}
 		p += (uint64_t)len;
 		seq += count;
 	}
-	if (!n)
-		return;
-	/* The index is derived data (recovery rebuilds it), so a plain write. */
-	if (pwrite(s->index_fd, entries, n * sizeof(entries[0]),
-		   (off_t)(s->index_entries * sizeof(entries[0]))) == (ssize_t)(n * sizeof(entries[0])))
-		s->index_entries += n;
-	else
-		say(w, "stream '%s': cannot write the index: %s", s->src.name, strerror(errno));
+	index_append(w, s, entries, n);
+	/* Never again, even if the scan stopped short: no entry twice. */
+	s->indexed_position = to;
+	s->indexed_seq = to_seq;
 }
 
 /* ---------------------------------------------------------------- progress */
@@ -348,7 +378,6 @@ static void advance_done(struct spill_writer *w, struct spill_stream *s)
 	while (s->count && s->pending[s->head].completed) {
 		struct pending_write *pw = &s->pending[s->head];
 
-		index_frames(w, s, pw->position, pw->position + pw->len, s->done_seq);
 		s->done_position = pw->position + pw->len;
 		s->done_seq = pw->end_seq;
 		s->head = (s->head + 1) % MAX_INFLIGHT;
@@ -357,6 +386,8 @@ static void advance_done(struct spill_writer *w, struct spill_stream *s)
 	}
 	if (!moved)
 		return;
+	if (s->src.fsync == SPILL_FSYNC_NEVER)
+		index_to(w, s, s->done_position, s->done_seq); /* nothing is ever synced */
 	/* D2: the position first, so whoever sees the seq finds the frames. */
 	store_release(s->src.written_position, s->done_position);
 	if (s->done_seq > load_relaxed(s->src.written_seq))
@@ -396,6 +427,21 @@ static void write_completed(struct spill_writer *w, struct spill_stream *s, unsi
 	advance_done(w, s);
 }
 
+/*
+ * An fdatasync covering everything before @position / @seq completed: index
+ * those frames, then let producers overwrite them and waiters see them.
+ */
+static void synced_to(struct spill_writer *w, struct spill_stream *s, uint64_t position,
+		      uint64_t seq)
+{
+	index_to(w, s, position, seq);
+	s->synced_position = position;
+	if (seq > load_relaxed(s->src.synced_seq))
+		store_release(s->src.synced_seq, seq); /* D2 */
+	publish_tether(s);
+	signal_waiters(s);
+}
+
 static void fsync_completed(struct spill_writer *w, struct spill_stream *s, int res)
 {
 	if (spill_fault_hook)
@@ -409,12 +455,8 @@ static void fsync_completed(struct spill_writer *w, struct spill_stream *s, int 
 		set_error(w, s, res, load_relaxed(s->src.synced_seq), "fdatasync of the log");
 		return;
 	}
-	s->synced_position = s->fsync_target_position;
-	if (s->fsync_target_seq > load_relaxed(s->src.synced_seq))
-		store_release(s->src.synced_seq, s->fsync_target_seq); /* D2 */
+	synced_to(w, s, s->fsync_target_position, s->fsync_target_seq);
 	clear_error_if_healthy(w, s);
-	publish_tether(s);
-	signal_waiters(s);
 }
 
 static void handle_cqe(struct spill_writer *w, struct io_uring_cqe *cqe)
@@ -449,14 +491,17 @@ static int open_segment(struct spill_stream *s, uint64_t base, uint64_t seq)
 	s->segment_base = base;
 	s->index_entries = 0;
 	s->next_index_at = base;
+	s->indexed_position = base;
+	s->indexed_seq = seq;
 	return 0;
 }
 
 /*
- * Close the full segment (made durable first) and start the next one. The
- * old segment stays open until the new one exists, so that a failed create
- * is retried with the old segment intact (its fdatasync then repeated, which
- * costs nothing once its pages are clean).
+ * Close the full segment (made durable, and its last frames indexed, first)
+ * and start the next one. Nothing is in flight, so `done` is `scan`, the
+ * segment's end. The old segment stays open until the new one exists, so
+ * that a failed create is retried with the old segment intact (its
+ * fdatasync then repeated, which costs nothing once its pages are clean).
  */
 static int roll_segment(struct spill_writer *w, struct spill_stream *s)
 {
@@ -472,17 +517,13 @@ static int roll_segment(struct spill_writer *w, struct spill_stream *s)
 			  "fdatasync of the full log segment");
 		return err;
 	}
+	/* Into the old segment's index, before open_segment() closes it. */
+	if (s->src.fsync != SPILL_FSYNC_NEVER)
+		synced_to(w, s, s->done_position, s->done_seq);
 	err = open_segment(s, s->scan_position, s->scan_seq);
 	if (err) {
 		set_error(w, s, err, s->scan_seq, "starting a new log segment");
 		return err;
-	}
-	if (s->src.fsync != SPILL_FSYNC_NEVER) {
-		s->synced_position = s->done_position;
-		if (s->done_seq > load_relaxed(s->src.synced_seq))
-			store_release(s->src.synced_seq, s->done_seq); /* D2 */
-		publish_tether(s);
-		signal_waiters(s);
 	}
 	clear_error_if_healthy(w, s);
 	return 0;
@@ -710,6 +751,8 @@ static int open_log_end(struct spill_stream *s, const struct log_recovery *rec,
 		return -errno;
 	s->index_entries = (uint64_t)lseek(s->index_fd, 0, SEEK_END) / sizeof(struct log_index_entry);
 	s->next_index_at = position;
+	s->indexed_position = position;
+	s->indexed_seq = seq;
 	/* What the last daemon wrote may not be on disk yet. */
 	if (fdatasync(s->log_fd) != 0)
 		return -errno;

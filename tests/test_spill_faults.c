@@ -16,13 +16,20 @@
  *    synced (it used to retry the fdatasync alone, which succeeds once Linux
  *    has marked the pages clean, and report data that may be lost synced);
  *  - a failed create of the next segment: the roll is retried and the stream
- *    goes on (it used to be left with no log file, EBADF forever).
+ *    goes on (it used to be left with no log file, EBADF forever);
+ *  - index entries only for synced frames (fsync BATCH, with an fdatasync
+ *    held back, then failed; fsync INTERVAL, where only the roll syncs): they
+ *    used to be written at write completion, so after a power loss an entry
+ *    could point past a hole of lost log pages, which recovery then missed.
+ *
+ * Every log is checked by log_verify() and log_recover() when its rig stops.
  *
  * Faults come from spill_fault_hook (writes and io_uring fdatasyncs) and from
  * the linker (-Wl,--wrap=fdatasync,--wrap=log_segment_create: the segment
  * roll's synchronous calls). Every fault is armed before the frames it is
  * about are published, and fires once.
  */
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 
@@ -59,6 +66,10 @@ static atomic_int fail_write_err;
 static atomic_int frames_on_first_write; /* publish this many frames at the first completion */
 static atomic_int fail_fdatasync;       /* fail the next synchronous fdatasync with EIO */
 static atomic_int fail_create;          /* fail the next segment create with ENOSPC */
+static atomic_int hold_fsync;           /* hold the next io_uring fdatasync's completion */
+static atomic_int fsync_held;           /* it is held now */
+static atomic_int fsync_release;        /* let it complete ... */
+static atomic_int fsync_release_err;    /* ... with this error (0: its own result) */
 static atomic_int writes_seen, creates_seen, fdatasync_faults;
 static atomic_uint_fast64_t bytes_written, bytes_at_fault;
 
@@ -94,12 +105,27 @@ static void add_corrupt_frame(void)
 	__atomic_store_n(&h->tag, frame_tag(rig.next_position, FRAME_COMMITTED), __ATOMIC_RELEASE);
 }
 
+/* Hold an fdatasync's completion (the spill thread waits here, bounded). */
+static int fsync_hook(int result)
+{
+	struct t_deadline d = t_deadline_ms(2 * WAIT_MS);
+
+	if (!atomic_exchange(&hold_fsync, 0))
+		return result;
+	atomic_store(&fsync_held, 1);
+	while (!atomic_load(&fsync_release) && !t_expired(&d))
+		t_sleep_us(1000);
+	atomic_store(&fsync_release, 0);
+	atomic_store(&fsync_held, 0);
+	return atomic_load(&fsync_release_err) ? atomic_load(&fsync_release_err) : result;
+}
+
 static int hook(int is_fsync, int result)
 {
 	int n;
 
 	if (is_fsync)
-		return result;
+		return fsync_hook(result);
 	n = atomic_fetch_add(&writes_seen, 1) + 1;
 	if (n == 1 && atomic_load(&frames_on_first_write))
 		add_frames((unsigned)atomic_exchange(&frames_on_first_write, 0));
@@ -192,6 +218,13 @@ static void rig_start(const char *name, enum spill_fsync fsync, uint32_t interva
 	T_OK(spill_add_stream(rig.writer, &src, &rec, 0, 1, &rig.stream));
 }
 
+static void report_problem(void *arg, const struct log_problem *problem)
+{
+	(void)arg;
+	printf("# verify: %s at position %" PRIu64 ": %s\n", problem->segment, problem->position,
+	       problem->what);
+}
+
 /* Stop the writer; the log then ends at seq @end (exclusive), intact. */
 static void rig_stop(uint64_t end)
 {
@@ -200,6 +233,7 @@ static void rig_stop(uint64_t end)
 	spill_remove_stream(rig.writer, rig.stream);
 	spill_writer_stop(rig.writer);
 	free(rig.ring);
+	T_EQ(log_verify(rig.dir, report_problem, NULL), 0);
 	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
 	T_EQ(rec.next_seq, end);
 	T_EQ(rec.truncated_bytes, 0);
@@ -211,6 +245,8 @@ static void rig_stop(uint64_t end)
 	atomic_store(&frames_on_first_write, 0);
 	atomic_store(&fail_fdatasync, 0);
 	atomic_store(&fail_create, 0);
+	atomic_store(&hold_fsync, 0);
+	atomic_store(&fsync_release_err, 0);
 	atomic_store(&writes_seen, 0);
 	atomic_store(&creates_seen, 0);
 	atomic_store(&fdatasync_faults, 0);
@@ -323,6 +359,110 @@ static void test_segment_create_fails(void)
 	rig_stop(5 + SEGMENT / FRAME);
 }
 
+/*
+ * The index of the segment at @base: it must hold exactly one good entry per
+ * frame below @synced (FRAME-sized frames, seq 1 at position 0, so one
+ * entry per frame), in order, and none at or beyond it.
+ */
+static void check_index(uint64_t base, uint64_t synced)
+{
+	char log_path[LOG_PATH_LEN], index_path[LOG_PATH_LEN];
+	struct log_index_entry e[64];
+	ssize_t got;
+	size_t n, i;
+	int fd;
+
+	T_OK(log_segment_paths(rig.dir, base, log_path, index_path));
+	fd = open(index_path, O_RDONLY | O_CLOEXEC);
+	T_ASSERT(fd >= 0);
+	got = pread(fd, e, sizeof(e), 0);
+	close(fd);
+	T_ASSERT(got >= 0 && got % (ssize_t)sizeof(e[0]) == 0);
+	n = (size_t)got / sizeof(e[0]);
+	for (i = 0; i < n; i++) {
+		T_ASSERT(log_index_entry_ok(&e[i]));
+		T_ASSERTF(e[i].position < synced, "index entry %zu points at position %" PRIu64
+			  " (seq %" PRIu64 "), at or beyond the synced position %" PRIu64, i,
+			  e[i].position, e[i].seq, synced);
+		T_EQ(e[i].position, base + i * FRAME);
+		T_EQ(e[i].seq, 1 + e[i].position / FRAME);
+		T_EQ(e[i].time_ns, 1000 + e[i].seq);
+	}
+	T_EQ(n, (synced - base) / FRAME);
+}
+
+/* Wait (bounded) until the held fdatasync's completion is being held. */
+static void wait_fsync_held(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	while (!atomic_load(&fsync_held)) {
+		T_ASSERTF(!t_expired(&d), "no fdatasync completed within %d ms", WAIT_MS);
+		t_sleep_us(1000);
+	}
+}
+
+/* Let the held fdatasync complete with @err (0: its own result). */
+static void release_fsync(int err)
+{
+	atomic_store(&fsync_release_err, err);
+	atomic_store(&fsync_release, 1);
+}
+
+/*
+ * fsync BATCH: while an fdatasync is held back after its writes completed,
+ * the index has no entry for them; once it completes, it has. Then the same
+ * with an fdatasync that fails: still none until the rewrite is synced, and
+ * then each frame's entry once, in order.
+ */
+static void test_batch_index_after_sync(void)
+{
+	atomic_store(&hold_fsync, 1);
+	rig_start("batch-index", SPILL_FSYNC_BATCH, 0, 8);
+	wait_fsync_held();
+	T_EQ(word(&rig.words.written_seq), 9);
+	T_EQ(word(&rig.words.synced_seq), 1);
+	check_index(0, 0);
+	release_fsync(0);
+	wait_for(&rig.words.synced_seq, "synced_seq", 9);
+	check_index(0, 8 * FRAME);
+
+	atomic_store(&hold_fsync, 1);
+	add_frames(7);
+	wait_fsync_held();
+	T_EQ(word(&rig.words.written_seq), 16);
+	check_index(0, 8 * FRAME);
+	release_fsync(-EIO);
+	wait_for(&rig.words.synced_seq, "synced_seq", 16);
+	check_index(0, 15 * FRAME);
+	rig_stop(16);
+}
+
+/*
+ * fsync INTERVAL, so rarely that (after the first) only the roll syncs: the
+ * full segment is indexed, to its last frame, when it is rolled; the next
+ * one's written frames are not.
+ */
+static void test_interval_index_at_roll(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	rig_start("interval-index", SPILL_FSYNC_INTERVAL, 60000, 0);
+	add_frames(2); /* the first fdatasync is due at once: let it pass */
+	wait_for(&rig.words.synced_seq, "synced_seq", 3);
+	check_index(0, 2 * FRAME);
+	add_frames(SEGMENT / FRAME + 1);
+	wait_for(&rig.words.written_seq, "written_seq", 4 + SEGMENT / FRAME);
+	while (word(&rig.words.synced_seq) < 1 + SEGMENT / FRAME) {
+		T_ASSERTF(!t_expired(&d), "the full segment was not synced within %d ms", WAIT_MS);
+		t_sleep_us(1000);
+	}
+	T_EQ(word(&rig.words.synced_seq), 1 + SEGMENT / FRAME);
+	check_index(0, SEGMENT);
+	check_index(SEGMENT, SEGMENT);
+	rig_stop(4 + SEGMENT / FRAME);
+}
+
 /* Run sub-test @fn unless the command line names another one. */
 #define RUN_IF_NAMED(fn)                                          \
 	do {                                                      \
@@ -342,5 +482,7 @@ int main(int argc, char **argv)
 	RUN_IF_NAMED(test_never_corrupt_stays);
 	RUN_IF_NAMED(test_roll_fdatasync_fails);
 	RUN_IF_NAMED(test_segment_create_fails);
+	RUN_IF_NAMED(test_batch_index_after_sync);
+	RUN_IF_NAMED(test_interval_index_at_roll);
 	return t_done();
 }
