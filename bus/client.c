@@ -129,12 +129,18 @@ int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_con
  * daemon was restarted), which must not free the slots or claims of a
  * client that is still running.
  */
+static int alive_lock_path(const agentbus_bus *bus, char path[PATH_LEN])
+{
+	int n = snprintf(path, PATH_LEN, "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id);
+
+	return n < 0 || n >= PATH_LEN ? -ENAMETOOLONG : 0;
+}
+
 static int hold_alive_lock(agentbus_bus *bus)
 {
 	char path[PATH_LEN];
 
-	if (snprintf(path, sizeof(path), "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id) >=
-	    (int)sizeof(path))
+	if (alive_lock_path(bus, path) != 0)
 		return set_error(-ENAMETOOLONG, "bus directory '%s' is too long", bus->dir);
 	bus->alive_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (bus->alive_fd < 0 || flock(bus->alive_fd, LOCK_EX | LOCK_NB) != 0)
@@ -148,8 +154,7 @@ static void drop_alive_lock(agentbus_bus *bus)
 
 	if (bus->alive_fd < 0)
 		return;
-	if (snprintf(path, sizeof(path), "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id) <
-	    (int)sizeof(path))
+	if (alive_lock_path(bus, path) == 0)
 		unlink(path);
 	close(bus->alive_fd);
 }

@@ -82,6 +82,8 @@ static uint32_t claim_free(agentbus_stream *stream)
 			continue;
 		store_relaxed(&in->thread, thread_id());
 		store_release(&in->position, UINT64_MAX); /* names no frame yet */
+		/* Release: pairs with the acquire of the mask in find_held() and
+		 * release_intents() of other threads of this process. */
 		__atomic_fetch_or(&stream->intent_mask, 1ull << i, __ATOMIC_RELEASE);
 		return i;
 	}
@@ -126,6 +128,8 @@ void release_intents(agentbus_stream *stream)
 		struct intent_slot *in = &stream->control->intents[i];
 
 		owner = client_id(stream);
+		/* Release: our last intent stores are done before the slot is free;
+		 * pairs with the CAS that claims it in claim_free(). */
 		if (mask >> i & 1)
 			__atomic_compare_exchange_n(&in->owner, &owner, 0, 0, __ATOMIC_RELEASE,
 						    __ATOMIC_RELAXED);

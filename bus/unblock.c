@@ -148,6 +148,7 @@ static enum owner_verdict intent_owner(struct agentbus_daemon *d, agentbus_strea
 				       uint64_t *len, uint64_t *count)
 {
 	uint32_t i, owner, named = 0, confirmed = 0;
+	uint64_t named_len = 0, named_count = 0;
 	int complete = load_relaxed(&s->control->intentless) == 0;
 
 	for (i = 0; i < STREAM_MAX_INTENTS; i++) {
@@ -164,15 +165,21 @@ static enum owner_verdict intent_owner(struct agentbus_daemon *d, agentbus_strea
 		if (load_relaxed(&in->seq) != seq || !reservation_sane(s, position, seq, l, n, tail))
 			continue;
 		named++;
-		if (reservation_confirmed(s, position, seq, l, n, tail))
+		named_len = l;
+		named_count = n;
+		if (reservation_confirmed(s, position, seq, l, n, tail)) {
 			confirmed++;
-		if (confirmed <= 1 && (named == 1 || reservation_confirmed(s, position, seq, l, n, tail))) {
 			*len = l;
 			*count = n;
 		}
 	}
-	if (confirmed == 1 || (named == 1 && complete))
+	if (confirmed == 1)
 		return OWNER_DEAD;
+	if (named == 1 && complete) {
+		*len = named_len;
+		*count = named_count;
+		return OWNER_DEAD;
+	}
 	return named == 0 && complete ? OWNER_NOBODY : OWNER_UNKNOWN;
 }
 
@@ -314,6 +321,8 @@ static void free_dead_intents(struct agentbus_daemon *d, struct watched_stream *
 			continue;
 		tail = load128(&c->tail).lo;
 		position = load_acquire(&in->position);
+		/* A CAS from the dead owner: a producer claiming the slot meanwhile
+		 * (claim_free() in bus/intent.c) makes it fail, never the reverse. */
 		if (position < frontier || position >= tail)
 			__atomic_compare_exchange_n(&in->owner, &owner, 0, 0, __ATOMIC_RELEASE,
 						    __ATOMIC_RELAXED);

@@ -269,6 +269,25 @@ int cli_parse_u64(const char *text, uint64_t *value)
 }
 
 /* The multiplier of a size suffix ("", K, M, G, T, KiB, MiB, GiB, TiB), or 0 if bad. */
+/* The decimal number at the start of @text, and where its unit begins.
+ * Returns 0, or -1 for no digits, too many, or an overflow. */
+static int number_then_unit(const char *text, uint64_t *number, const char **unit)
+{
+	char digits[24];
+	size_t n = 0;
+
+	if (!text)
+		return -1;
+	while (text[n] >= '0' && text[n] <= '9')
+		n++;
+	if (n == 0 || n >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, n);
+	digits[n] = '\0';
+	*unit = text + n;
+	return cli_parse_u64(digits, number);
+}
+
 static uint64_t size_multiplier(const char *suffix)
 {
 	unsigned shift;
@@ -303,20 +322,13 @@ static uint64_t size_multiplier(const char *suffix)
  */
 int cli_parse_size(const char *text, uint64_t *value)
 {
-	char digits[32];
-	size_t n = 0;
 	uint64_t number, multiplier;
+	const char *suffix;
 
-	if (!text)
+	if (number_then_unit(text, &number, &suffix) < 0)
 		return -1;
-	while (text[n] >= '0' && text[n] <= '9')
-		n++;
-	if (n == 0 || n >= sizeof(digits))
-		return -1;
-	memcpy(digits, text, n);
-	digits[n] = '\0';
-	multiplier = size_multiplier(text + n);
-	if (multiplier == 0 || cli_parse_u64(digits, &number) < 0)
+	multiplier = size_multiplier(suffix);
+	if (multiplier == 0)
 		return -1;
 	if (number > UINT64_MAX / multiplier)
 		return -1;
@@ -388,20 +400,13 @@ static uint64_t duration_unit_ns(const char *unit)
  */
 int cli_parse_duration(const char *text, uint64_t *ns)
 {
-	char digits[24];
-	size_t n = 0;
 	uint64_t number, unit;
+	const char *suffix;
 
-	if (!text)
+	if (number_then_unit(text, &number, &suffix) < 0)
 		return -1;
-	while (text[n] >= '0' && text[n] <= '9')
-		n++;
-	if (n == 0 || n >= sizeof(digits))
-		return -1;
-	memcpy(digits, text, n);
-	digits[n] = '\0';
-	unit = duration_unit_ns(text + n);
-	if (unit == 0 || cli_parse_u64(digits, &number) < 0 || number > UINT64_MAX / unit)
+	unit = duration_unit_ns(suffix);
+	if (unit == 0 || number > UINT64_MAX / unit)
 		return -1;
 	*ns = number * unit;
 	return 0;

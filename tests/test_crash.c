@@ -311,6 +311,17 @@ static void check_gaps(agentbus_bus *bus, agentbus_sub *sub, uint64_t stream_wan
 		     (unsigned long long)stream_want, (unsigned long long)sub_want);
 }
 
+/* Open the bus and the stream, and subscribe (sleeping reads). */
+static void attach_reader(const char *bus_name, agentbus_bus **bus, agentbus_stream **stream,
+			  agentbus_sub **sub)
+{
+	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
+
+	if (agentbus_open(bus, bus_name) != 0 || agentbus_stream_open(*bus, STREAM, stream) != 0 ||
+	    agentbus_subscribe(*stream, &cfg, sub) != 0)
+		FAIL("setup");
+}
+
 /*
  * One scenario: a producer parks at @point (or holds a claim), the reader
  * reaches its hole, a live producer runs into back-pressure behind it, the
@@ -319,7 +330,6 @@ static void check_gaps(agentbus_bus *bus, agentbus_sub *sub, uint64_t stream_wan
 static void run_producer_death(const char *bus_name, const char *role, const char *point,
 			       uint64_t *gaps_so_far)
 {
-	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
 	struct agentbus_stream_info info;
 	struct agentbus_record r;
 	agentbus_stream *stream;
@@ -329,9 +339,9 @@ static void run_producer_death(const char *bus_name, const char *role, const cha
 	uint64_t killed_at, hole_seq, took;
 	int ready[2];
 
-	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0 ||
-	    agentbus_subscribe(stream, &cfg, &sub) != 0 || pipe(ready) != 0)
-		FAIL("setup");
+	attach_reader(bus_name, &bus, &stream, &sub);
+	if (pipe(ready) != 0)
+		FAIL("pipe");
 	parked = spawn(role, bus_name, point, ready);
 	close(ready[1]);
 	wait_parked(ready[0], parked);
@@ -366,7 +376,6 @@ static void run_producer_death(const char *bus_name, const char *role, const cha
  */
 static void run_double_death(const char *bus_name, uint64_t *gaps_so_far)
 {
-	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
 	struct agentbus_stream_info info;
 	agentbus_stream *stream;
 	agentbus_sub *sub;
@@ -375,9 +384,9 @@ static void run_double_death(const char *bus_name, uint64_t *gaps_so_far)
 	uint64_t killed_at, hole_seq, took;
 	int ready[2];
 
-	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0 ||
-	    agentbus_subscribe(stream, &cfg, &sub) != 0 || pipe(ready) != 0)
-		FAIL("setup");
+	attach_reader(bus_name, &bus, &stream, &sub);
+	if (pipe(ready) != 0)
+		FAIL("pipe");
 	first = spawn("park", bus_name, "1", ready);
 	wait_parked(ready[0], first);
 	second = spawn("park-next", bus_name, "", ready);
@@ -412,7 +421,6 @@ static void run_double_death(const char *bus_name, uint64_t *gaps_so_far)
  */
 static void run_live_stall(const char *bus_name, uint64_t gaps_so_far)
 {
-	struct agentbus_sub_config cfg = { .wait = AGENTBUS_WAIT_SLEEP };
 	struct agentbus_stream_info info;
 	struct agentbus_record r;
 	agentbus_stream *stream;
@@ -422,9 +430,9 @@ static void run_live_stall(const char *bus_name, uint64_t gaps_so_far)
 	uint64_t hole_seq;
 	int ready[2], status;
 
-	if (agentbus_open(&bus, bus_name) != 0 || agentbus_stream_open(bus, STREAM, &stream) != 0 ||
-	    agentbus_subscribe(stream, &cfg, &sub) != 0 || pipe(ready) != 0)
-		FAIL("setup");
+	attach_reader(bus_name, &bus, &stream, &sub);
+	if (pipe(ready) != 0)
+		FAIL("pipe");
 	stalled = spawn("stall", bus_name, "", ready);
 	wait_parked(ready[0], stalled);
 	read_pre_records(sub);
