@@ -776,6 +776,7 @@ int spill_add_stream(struct spill_writer *w, const struct spill_source *source,
 	s->scan_position = s->done_position = s->synced_position = position;
 	s->scan_seq = s->done_seq = seq;
 	s->last_time_ns = recovery->last_time_ns;
+	s->last_fsync_ns = now_ns(); /* INTERVAL: the first fdatasync waits its turn too */
 	err = open_log_end(s, recovery, position, seq);
 	if (err) {
 		free_stream(s);

@@ -335,7 +335,12 @@ static void test_roll_fdatasync_fails(void)
 
 	rig_start("roll-fsync", SPILL_FSYNC_INTERVAL, 60000, 0);
 	atomic_store(&fail_fdatasync, 1);
-	add_frames(SEGMENT / FRAME);
+	/* One frame written alone first: the interval's first fdatasync is
+	 * a minute away too (it used to be due at once, which synced this
+	 * frame and left less to rewrite). */
+	add_frames(1);
+	wait_for(&rig.words.written_seq, "written_seq", 2);
+	add_frames(SEGMENT / FRAME - 1);
 	wait_for(&rig.words.synced_seq, "synced_seq", 1 + SEGMENT / FRAME);
 	T_EQ(atomic_load(&fdatasync_faults), 1);
 	rewritten = atomic_load(&bytes_written) - atomic_load(&bytes_at_fault);
@@ -439,18 +444,21 @@ static void test_batch_index_after_sync(void)
 }
 
 /*
- * fsync INTERVAL, so rarely that (after the first) only the roll syncs: the
- * full segment is indexed, to its last frame, when it is rolled; the next
- * one's written frames are not.
+ * fsync INTERVAL, so rarely that only the roll syncs (the first fdatasync
+ * too waits a whole interval after the start): written frames are not
+ * indexed before the roll; then the full segment is, to its last frame, and
+ * the next one's written frames are not.
  */
 static void test_interval_index_at_roll(void)
 {
 	struct t_deadline d = t_deadline_ms(WAIT_MS);
 
 	rig_start("interval-index", SPILL_FSYNC_INTERVAL, 60000, 0);
-	add_frames(2); /* the first fdatasync is due at once: let it pass */
-	wait_for(&rig.words.synced_seq, "synced_seq", 3);
-	check_index(0, 2 * FRAME);
+	add_frames(2);
+	wait_for(&rig.words.written_seq, "written_seq", 3);
+	t_sleep_us(50000); /* a few more rounds of the spill loop */
+	T_EQ(word(&rig.words.synced_seq), 1);
+	check_index(0, 0);
 	add_frames(SEGMENT / FRAME + 1);
 	wait_for(&rig.words.written_seq, "written_seq", 4 + SEGMENT / FRAME);
 	while (word(&rig.words.synced_seq) < 1 + SEGMENT / FRAME) {
