@@ -64,8 +64,9 @@ struct agentbus_sub {
 	unsigned char *arena;      /* copies of the records returned by the current read call */
 	size_t arena_used, arena_cap;
 	struct agentbus_record held; /* a record read_copy could not take: returned next */
-	unsigned char *held_buffer;  /* its bytes; NULL when nothing is held */
-	int held_returned;           /* handed out by this call: freed at the next */
+	unsigned char *hold_space;   /* its bytes: max_frame, set aside by the first read_copy */
+	int holding;                 /* a record is held */
+	int held_returned;           /* handed out by this call: let go at the next */
 };
 
 /* What one step of reading found (read.c, catch_up.c). */

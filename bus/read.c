@@ -303,12 +303,9 @@ static int poll_frames(agentbus_sub *sub, struct agentbus_record *rec, int may_r
 /* A new read call: the views of the last one end here. */
 static int begin_read(agentbus_sub *sub, struct agentbus_record *record)
 {
-	if (sub->held_returned) {
-		free(sub->held_buffer);
-		sub->held_buffer = NULL;
-		sub->held_returned = 0;
-	}
-	if (sub->held_buffer) {
+	if (sub->held_returned)
+		sub->holding = sub->held_returned = 0;
+	if (sub->holding) {
 		*record = sub->held;
 		sub->held_returned = 1;
 		return 1;
@@ -434,17 +431,16 @@ int agentbus_sub_read_batch(agentbus_sub *sub, struct agentbus_record *records, 
 	return (int)n;
 }
 
-/* Keep @record for the next read call, in a buffer of its own. */
-static int hold(agentbus_sub *sub, const struct agentbus_record *record)
+/*
+ * Keep @record for the next read call, in the hold space (every record comes
+ * from a frame of at most max_frame bytes, so it fits).
+ */
+static void hold(agentbus_sub *sub, const struct agentbus_record *record)
 {
-	size_t len = (size_t)record->subject_len + record->key_len + record->headers_len +
-		     record->payload_len;
-	unsigned char *p = malloc(len ? len : 1);
+	unsigned char *p = sub->hold_space;
 
-	if (!p)
-		return -ENOMEM;
 	sub->held = *record;
-	sub->held_buffer = p;
+	sub->holding = 1;
 	memcpy(p, record->subject, record->subject_len);
 	sub->held.subject = (const char *)p;
 	p += record->subject_len;
@@ -456,7 +452,6 @@ static int hold(agentbus_sub *sub, const struct agentbus_record *record)
 	p += record->headers_len;
 	memcpy(p, record->payload, record->payload_len);
 	sub->held.payload = p;
-	return 0;
 }
 
 int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, void *buffer,
@@ -466,15 +461,17 @@ int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, vo
 
 	if (!sub || !record || (!buffer && buffer_len))
 		return set_error(AGENTBUS_E_INVALID, "read copy: NULL argument");
+	/* Before the read: out of memory must leave the record unread. */
+	if (!sub->hold_space && !(sub->hold_space = malloc(sub->stream->max_frame)))
+		return set_error(-ENOMEM, "read copy: out of memory (no record was read)");
 	r = agentbus_sub_read(sub, record, timeout_ms);
 	if (r <= 0)
 		return r;
 	if (record->payload_len > buffer_len) {
-		if (sub->held_returned) {
+		if (sub->held_returned)
 			sub->held_returned = 0; /* still held for the next call */
-		} else if (hold(sub, record) != 0) {
-			return set_error(-ENOMEM, "out of memory");
-		}
+		else
+			hold(sub, record);
 		return set_error(AGENTBUS_E_TOO_LARGE, "read copy: payload of %u bytes, buffer of %zu",
 				 record->payload_len, buffer_len);
 	}

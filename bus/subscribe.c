@@ -286,7 +286,7 @@ static void sub_free(agentbus_sub *sub)
 		store_release(&sub->slot->owner, 0);
 	}
 	free(sub->arena);
-	free(sub->held_buffer);
+	free(sub->hold_space);
 	free(sub);
 }
 

@@ -426,7 +426,9 @@ int agentbus_sub_read_batch(agentbus_sub *sub, struct agentbus_record *records, 
 /*
  * Copying read: as agentbus_sub_read(), then copies the payload into @buffer
  * (AGENTBUS_E_TOO_LARGE, record kept for the next call, if it does not fit).
- * record->payload then points into @buffer; the other views as usual.
+ * record->payload then points into @buffer; the other views as usual. The
+ * first call sets aside about max_record bytes to keep such a record in; if
+ * that fails it returns -ENOMEM and no record has been read.
  */
 int agentbus_sub_read_copy(agentbus_sub *sub, struct agentbus_record *record, void *buffer,
 			   size_t buffer_len, int timeout_ms);

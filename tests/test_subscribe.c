@@ -6,9 +6,12 @@
  * order; where it starts (next, a seq, the oldest) is exact; a seq that the
  * ring has overwritten is AGENTBUS_E_SEQ_GONE; filters follow NATS rules
  * and count what they skip; a blocking read honours its timeout; and every
- * wait strategy wakes up when another thread publishes.
+ * wait strategy wakes up when another thread publishes. read_copy out of
+ * memory leaves its record unread (malloc is wrapped by the linker, and
+ * fails in the thread that asks it to).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "helpers.h"
 
@@ -341,6 +344,22 @@ static void test_read_batch(agentbus_bus *bus)
 	T_OK(agentbus_stream_delete(bus, "rbatch"));
 }
 
+/* While set, every malloc of this thread fails (other threads' go on). */
+static _Atomic(pthread_t *) malloc_fails_in;
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_malloc(size_t size)
+{
+	pthread_t *failing = atomic_load(&malloc_fails_in);
+
+	if (failing && pthread_equal(*failing, pthread_self())) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_malloc(size);
+}
+
 /* read_copy copies the payload; a too-small buffer keeps the record for later. */
 static void test_read_copy(agentbus_bus *bus)
 {
@@ -348,6 +367,7 @@ static void test_read_copy(agentbus_bus *bus)
 	struct agentbus_message empty = t_msg("copy.empty", NULL, 0);
 	struct agentbus_message m;
 	struct agentbus_record rec;
+	pthread_t self = pthread_self();
 	agentbus_stream *s;
 	agentbus_sub *sub;
 
@@ -361,6 +381,10 @@ static void test_read_copy(agentbus_bus *bus)
 	T_EQ(agentbus_publish(s, &m, T_WAIT_MS), 1);
 	T_EQ(agentbus_publish(s, &empty, T_WAIT_MS), 2);
 
+	/* Out of memory for a record it might have to keep: nothing is read. */
+	atomic_store(&malloc_fails_in, &self);
+	T_ERR(agentbus_sub_read_copy(sub, &rec, buf, 50, 0), -ENOMEM);
+	atomic_store(&malloc_fails_in, NULL);
 	T_ERR(agentbus_sub_read_copy(sub, &rec, buf, 50, 0), AGENTBUS_E_TOO_LARGE);
 	T_ERR(agentbus_sub_read_copy(sub, &rec, buf, 99, 0), AGENTBUS_E_TOO_LARGE);
 	memset(buf, 0, sizeof(buf));
