@@ -68,34 +68,99 @@ static int connect_daemon(const char *dir, int *out_fd)
 	return 0;
 }
 
-/* One request, one reply; the reply's status is the result. */
-static int request(agentbus_bus *bus, struct control_request *req, struct control_reply *reply)
+/*
+ * A daemon that is gone leaves our connection dead for good; a later daemon
+ * of the bus listens on the same path. These errors of a send or a recv
+ * mean that the daemon at the other end is gone.
+ */
+static int daemon_gone_error(int err)
+{
+	return err == EPIPE || err == ECONNRESET || err == ECONNREFUSED || err == ENOTCONN;
+}
+
+/*
+ * Connect again, to whichever daemon serves the bus now, in place of a
+ * connection whose daemon is gone. The descriptor keeps its number (dup3
+ * swaps the socket under it), since durable.c polls socket_fd without our
+ * lock. No hello: it would give us a new client id, while our claims and
+ * subscription slots carry the one we have. The new daemon takes that id
+ * for a live client's as long as we hold its alive lock (hold_alive_lock).
+ */
+static int reconnect(agentbus_bus *bus)
+{
+	int fd, err = connect_daemon(bus->dir, &fd);
+
+	if (err == AGENTBUS_E_NO_DAEMON)
+		return set_error(err, "the daemon of bus '%s' is gone and no daemon serves %s now "
+				 "(the next request tries again)", bus->name, bus->dir);
+	if (err)
+		return err;
+	if (dup3(fd, bus->socket_fd, O_CLOEXEC) < 0)
+		err = set_error(-errno, "dup3: %s", strerror(errno));
+	close(fd);
+	return err;
+}
+
+/* exchange(): the daemon was gone before the send; it never saw the request. */
+#define UNSENT 1
+
+/* One request, one reply on the current connection: 0, UNSENT, or an error. */
+static int exchange(agentbus_bus *bus, const struct control_request *req,
+		    struct control_reply *reply)
 {
 	ssize_t n;
-	int err = 0;
+	int err;
+
+	if (bus->out_of_step)
+		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' stopped answering; "
+				 "close the bus and open it again", bus->name);
+	n = send(bus->socket_fd, req, sizeof(*req), MSG_NOSIGNAL);
+	if (n < 0 && daemon_gone_error(errno))
+		return UNSENT; /* SOCK_SEQPACKET: a failed send queued nothing */
+	if (n != (ssize_t)sizeof(*req))
+		return set_error(AGENTBUS_E_NO_DAEMON, "cannot send to the daemon of bus '%s': %s",
+				 bus->name, n < 0 ? strerror(errno) : "short send");
+	do
+		n = recv(bus->socket_fd, reply, sizeof(*reply), 0);
+	while (n < 0 && errno == EINTR);
+	err = n < 0 ? errno : 0;
+	/* A reply that comes later would answer the next request. */
+	bus->out_of_step = err == EAGAIN || err == EWOULDBLOCK;
+	/* It may have carried the request out before it went: repeating it
+	 * could do it twice. The caller is told; the next request reconnects. */
+	if (n == 0 || err == ECONNRESET)
+		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' went away before answering: "
+				 "the request may or may not have been carried out (the next request "
+				 "connects to the bus's new daemon)", bus->name);
+	if (n != (ssize_t)sizeof(*reply) || reply->magic != PROTOCOL_MAGIC)
+		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' did not answer%s",
+				 bus->name, bus->out_of_step ? " within 30 s" : "");
+	return 0;
+}
+
+/*
+ * One request, one reply; the reply's status is the result. A request that
+ * finds its daemon gone before it is sent is sent again, once, to whichever
+ * daemon serves the bus now, so that a restart of the daemon between two
+ * requests costs the client nothing. A goodbye is not: nobody is left to
+ * leave (a later daemon learns that we closed from our alive lock).
+ */
+static int request(agentbus_bus *bus, struct control_request *req, struct control_reply *reply)
+{
+	int err;
 
 	req->magic = PROTOCOL_MAGIC;
 	req->pid = (int32_t)getpid();
 	pthread_mutex_lock(&bus->lock);
-	if (bus->out_of_step) {
-		pthread_mutex_unlock(&bus->lock);
-		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' stopped answering; "
-				 "close the bus and open it again", bus->name);
-	}
-	n = send(bus->socket_fd, req, sizeof(*req), MSG_NOSIGNAL);
-	if (n != (ssize_t)sizeof(*req))
-		err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' is gone", bus->name);
-	else {
-		do
-			n = recv(bus->socket_fd, reply, sizeof(*reply), 0);
-		while (n < 0 && errno == EINTR);
-		/* A reply that comes later would answer the next request. */
-		bus->out_of_step = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-		if (n != (ssize_t)sizeof(*reply) || reply->magic != PROTOCOL_MAGIC)
-			err = set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' did not answer%s",
-					bus->name, bus->out_of_step ? " within 30 s" : "");
+	err = exchange(bus, req, reply);
+	if (err == UNSENT && req->op != OP_GOODBYE) {
+		err = reconnect(bus);
+		if (!err)
+			err = exchange(bus, req, reply);
 	}
 	pthread_mutex_unlock(&bus->lock);
+	if (err == UNSENT)
+		return set_error(AGENTBUS_E_NO_DAEMON, "daemon of bus '%s' is gone", bus->name);
 	if (err)
 		return err;
 	if (reply->status != 0) {

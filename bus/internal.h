@@ -18,12 +18,13 @@
 struct agentbus_bus {
 	char name[AGENTBUS_NAME_MAX + 1];
 	char dir[PATH_LEN];        /* the bus's shared-memory directory */
-	int socket_fd;             /* connection to the daemon; its closing is our death notice */
+	int socket_fd;             /* connection to the daemon; its closing is our death notice.
+				    * Its number never changes: a reconnection swaps the socket under it */
 	int alive_fd;              /* <bus dir>/clients/<id>, flock'd: our death notice to later daemons */
 	uint32_t client_id;        /* assigned by the daemon; marks our claims and slots */
 	struct shm_mapping bus_map;
 	struct bus_control *control; /* the spill writer's wake word, the data directory */
-	pthread_mutex_t lock;      /* one request at a time on socket_fd */
+	pthread_mutex_t lock;      /* one request (or reconnection) at a time on socket_fd */
 	int out_of_step;           /* a request timed out: its late reply would answer the next */
 };
 

@@ -86,6 +86,26 @@ typedef struct agentbus_daemon agentbus_daemon;
  * Connect to the daemon of bus @name (NULL: $AGENTBUS_BUS, else "default").
  * Names are 1-63 characters of [A-Za-z0-9_.-], not starting with '.'.
  * Returns 0 and sets *bus, or AGENTBUS_E_NO_DAEMON when no daemon serves it.
+ *
+ * The handle outlives its daemon. The data path (shared memory) does not
+ * need one; control requests (agentbus_stream_create, agentbus_stream_delete)
+ * do. When the daemon dies and another starts for the bus, the next request
+ * connects to the new daemon by itself, under the same client id, so that
+ * the new daemon knows the handle's subscriptions and claims for a live
+ * client's. In detail, a request that finds its daemon gone:
+ *   - before sending: reconnects and is sent to the new daemon, once;
+ *     AGENTBUS_E_NO_DAEMON if none listens (each later request tries again);
+ *   - after sending, with no answer: fails with AGENTBUS_E_NO_DAEMON and a
+ *     message saying that the request may or may not have been carried out
+ *     (it is not repeated behind the caller's back); the next request
+ *     reconnects.
+ * Only a control request reconnects. Until one does, a wait for WRITTEN or
+ * SYNCED that is not met at once (a durable publish, agentbus_wait_durable)
+ * still sees the old connection closed and fails with AGENTBUS_E_NO_DAEMON.
+ * A daemon that is alive but did not answer within 30 s is not left (it
+ * would take the closed connection for this client's death): every later
+ * request fails with AGENTBUS_E_NO_DAEMON until the bus is closed and opened
+ * again.
  */
 int agentbus_open(agentbus_bus **bus, const char *name);
 
@@ -200,6 +220,9 @@ struct agentbus_stream_info {
  * daemon. AGENTBUS_E_EXISTS if it exists, AGENTBUS_E_INVALID for a bad name
  * or size; -ENOSPC when /dev/shm cannot hold the ring (the ring is allocated
  * up front, so a small /dev/shm fails here, not later with SIGBUS).
+ * AGENTBUS_E_NO_DAEMON if no daemon serves the bus, or if the daemon went
+ * away before answering: then the stream may or may not have been created
+ * (agentbus_open() says how a restarted daemon is reached).
  */
 int agentbus_stream_create(agentbus_bus *bus, const char *name,
 			   const struct agentbus_stream_config *config);
@@ -207,6 +230,8 @@ int agentbus_stream_create(agentbus_bus *bus, const char *name,
 /*
  * Delete stream @name. Open handles see AGENTBUS_E_DELETED on their next
  * publish; subscriptions first read what is left, then get AGENTBUS_E_DELETED.
+ * AGENTBUS_E_NO_DAEMON as for agentbus_stream_create(): if the daemon went
+ * away before answering, the stream may or may not have been deleted.
  */
 int agentbus_stream_delete(agentbus_bus *bus, const char *name);
 

@@ -23,15 +23,19 @@
  * repeats a run's random timings.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "durability.h"
 
 #define STREAM_BATCH "kill-b"   /* fsync batch: WRITTEN and SYNCED producers */
 #define STREAM_NEVER "kill-n"   /* fsync never: WRITTEN producers */
 #define STREAM_KEEP "kill-keep" /* overflow block: subscriptions that outlive a daemon */
+#define STREAM_AGAIN "kill-again" /* made by a client of a killed daemon, through the next */
 #define PRODUCER_COUNT 5
 #define MIN_ACKS 20             /* each producer's, before the daemon is killed */
 #define ROUND_BASE 1000000u     /* key index of round r starts at r * ROUND_BASE */
@@ -412,14 +416,22 @@ static void kill_producer(pid_t pid, uint32_t id)
 		  "producer %u exited with %d (see its message above)", id, WEXITSTATUS(status));
 }
 
+/* The bus's shared-memory directory (where its daemon's socket is too). */
+static void bus_shm_dir(char *dir, size_t len)
+{
+	const char *base = getenv("AGENTBUS_SHM_DIR");
+	char fallback[64];
+
+	snprintf(fallback, sizeof(fallback), "/dev/shm/agentbus-%u", (unsigned)getuid());
+	snprintf(dir, len, "%s/%s", base && *base ? base : fallback, t_state.bus_name);
+}
+
 /* Remove the bus's shared memory, as a reboot would; the logs stay. */
 static void reboot(void)
 {
-	const char *base = getenv("AGENTBUS_SHM_DIR");
-	char dir[512], fallback[64];
+	char dir[512];
 
-	snprintf(fallback, sizeof(fallback), "/dev/shm/agentbus-%u", (unsigned)getuid());
-	snprintf(dir, sizeof(dir), "%s/%s", base && *base ? base : fallback, t_state.bus_name);
+	bus_shm_dir(dir, sizeof(dir));
 	T_ASSERTF(access(dir, F_OK) == 0, "no shared memory at %s", dir);
 	nftw(dir, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	T_ASSERTF(access(dir, F_OK) != 0, "cannot remove %s", dir);
@@ -471,11 +483,76 @@ static void wait_subscriptions(agentbus_stream *s, uint32_t want, const char *wh
 	}
 }
 
+/* A stand-in for a daemon that reads one request and dies before answering. */
+struct dropper {
+	int listen_fd;     /* bound where the daemon's socket is */
+	ssize_t received;  /* bytes of the request it took; -1 if none came in 10 s */
+};
+
+static void *drop_one_request(void *arg)
+{
+	struct dropper *dr = arg;
+	struct pollfd p = { .fd = dr->listen_fd, .events = POLLIN };
+	char request[4096];
+	int fd;
+
+	dr->received = -1;
+	if (poll(&p, 1, 10000) != 1)
+		return NULL;
+	fd = accept4(dr->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 10000) == 1)
+		dr->received = recv(fd, request, sizeof(request), 0);
+	close(fd);
+	return NULL;
+}
+
+/*
+ * @bus's daemon was killed. A control request through it finds no daemon
+ * (and says so); one that a daemon takes and dies on before answering fails
+ * saying that it may have been carried out, since repeating it could do it
+ * twice. Neither leaves the handle unable to reach the next daemon.
+ */
+static void check_requests_between_daemons(agentbus_bus *bus)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct dropper dr;
+	pthread_t thread;
+	char dir[512];
+	int n, r;
+
+	r = agentbus_stream_create(bus, STREAM_AGAIN, NULL);
+	T_EQ(r, AGENTBUS_E_NO_DAEMON);
+	T_ASSERTF(strstr(agentbus_last_error(), "no daemon serves"),
+		  "no daemon, but the error says: %s", agentbus_last_error());
+
+	bus_shm_dir(dir, sizeof(dir));
+	n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/daemon.sock", dir);
+	T_ASSERTF(n > 0 && (size_t)n < sizeof(addr.sun_path), "%s/daemon.sock is too long", dir);
+	unlink(addr.sun_path); /* the killed daemon's */
+	dr.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	T_ASSERT(dr.listen_fd >= 0);
+	T_ASSERT(bind(dr.listen_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	T_ASSERT(listen(dr.listen_fd, 1) == 0);
+	T_ASSERT(pthread_create(&thread, NULL, drop_one_request, &dr) == 0);
+	r = agentbus_stream_create(bus, STREAM_AGAIN, NULL);
+	pthread_join(thread, NULL);
+	close(dr.listen_fd);
+	unlink(addr.sun_path);
+	T_ASSERTF(dr.received > 0, "the client never sent its request to the stand-in daemon");
+	T_EQ(r, AGENTBUS_E_NO_DAEMON);
+	T_ASSERTF(strstr(agentbus_last_error(), "may or may not have been carried out"),
+		  "a request lost with its daemon, but the error says: %s", agentbus_last_error());
+}
+
 /*
  * Clients of a killed daemon that still run keep their subscriptions under
  * the next daemon (it sees each hold its lock file); one that dies then has
  * its slot freed. On an overflow-block stream a freed live slot would let
- * producers overwrite what its reader has not read.
+ * producers overwrite what its reader has not read. Their control requests
+ * go to the next daemon: the handle reconnects, and keeps its client id.
  */
 static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 {
@@ -497,7 +574,10 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	wait_subscriptions(old_stream, 2, "before the kill");
 
 	t_kill_child(daemon);
+	check_requests_between_daemons(old_bus);
 	daemon = start_daemon(&bus);
+	T_OK(agentbus_stream_create(old_bus, STREAM_AGAIN, &block));
+	T_OK(agentbus_stream_delete(old_bus, STREAM_AGAIN));
 	s = t_open_stream(bus, STREAM_KEEP);
 	t_sleep_us(200000); /* 100 ticks of the new daemon's unblocker */
 	wait_subscriptions(s, 2, "live clients of the killed daemon");
@@ -513,10 +593,11 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 			  "the old subscription lost record %d", i);
 		T_EQ(rec.payload_len, 64);
 	}
-	printf("# a live client of the killed daemon kept its subscription; a dead one's was freed\n");
+	printf("# a live client of the killed daemon kept its subscription and reached the next "
+	       "daemon; a dead one's was freed\n");
 	agentbus_sub_close(sub);
 	agentbus_stream_close(old_stream);
-	agentbus_close(old_bus); /* its daemon is gone: the goodbye fails quietly */
+	agentbus_close(old_bus); /* its goodbye goes to the next daemon */
 	agentbus_stream_close(s);
 	agentbus_close(bus);
 	return daemon;
