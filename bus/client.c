@@ -1,6 +1,7 @@
 /* client.c - a client's connection to its bus's daemon (control path only). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +82,9 @@ static int daemon_gone_error(int err)
 /*
  * Connect again, to whichever daemon serves the bus now, in place of a
  * connection whose daemon is gone. The descriptor keeps its number (dup3
- * swaps the socket under it), since durable.c polls socket_fd without our
- * lock. No hello: it would give us a new client id, while our claims and
- * subscription slots carry the one we have. The new daemon takes that id
+ * swaps the socket under it), since reconnect_if_daemon_gone() polls
+ * socket_fd without our lock. No hello: it would give us a new client id,
+ * while our claims and subscription slots carry the one we have. The new daemon takes that id
  * for a live client's as long as we hold its alive lock (hold_alive_lock).
  */
 static int reconnect(agentbus_bus *bus)
@@ -98,6 +99,33 @@ static int reconnect(agentbus_bus *bus)
 	if (dup3(fd, bus->socket_fd, O_CLOEXEC) < 0)
 		err = set_error(-errno, "dup3: %s", strerror(errno));
 	close(fd);
+	return err;
+}
+
+/*
+ * The daemon closed our connection. Only a hang-up says so. POLLIN does not:
+ * another thread of this client may be in request() on the same socket, with
+ * the daemon's reply queued and not yet received.
+ */
+static int daemon_hung_up(const agentbus_bus *bus)
+{
+	struct pollfd p = { .fd = bus->socket_fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
+int reconnect_if_daemon_gone(agentbus_bus *bus)
+{
+	int err = 0;
+
+	/* Unlocked first: a durable wait asks often, and a request in flight
+	 * (up to 30 s) holds the lock. socket_fd keeps its number. */
+	if (!daemon_hung_up(bus))
+		return 0;
+	pthread_mutex_lock(&bus->lock);
+	if (daemon_hung_up(bus)) /* another thread may have reconnected */
+		err = reconnect(bus);
+	pthread_mutex_unlock(&bus->lock);
 	return err;
 }
 

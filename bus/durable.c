@@ -9,25 +9,11 @@
  *       durability_signal and load of durability_waiters.
  */
 #include <errno.h>
-#include <poll.h>
 
 #include "bus/internal.h"
 #include "shm/futex.h"
 
 #define MAX_NAP_NS 10000000ll /* re-check the daemon's liveness this often */
-
-/*
- * The daemon closed our connection: nobody will ever write the record. Only
- * a hang-up says so. POLLIN does not: another thread of this client may be
- * in request() (bus/client.c) on the same socket, with the daemon's reply
- * queued and not yet received.
- */
-static int daemon_gone(agentbus_bus *bus)
-{
-	struct pollfd p = { .fd = bus->socket_fd, .events = POLLRDHUP };
-
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
-}
 
 static void wake_spill_writer(agentbus_bus *bus)
 {
@@ -67,7 +53,8 @@ static int wait_level(agentbus_stream *stream, uint64_t seq, const uint64_t *pos
 			return r < 0 ? r : 0;
 		if (load_relaxed(&c->deleted))
 			return set_error(AGENTBUS_E_DELETED, "stream '%s' was deleted", stream->name);
-		if (daemon_gone(stream->bus))
+		/* A next daemon adopts the ring and spills what is in it. */
+		if (reconnect_if_daemon_gone(stream->bus) != 0)
 			return set_error(AGENTBUS_E_NO_DAEMON,
 					 "the daemon is gone: seq %llu may never reach the log",
 					 (unsigned long long)seq);

@@ -93,6 +93,9 @@ int resolve_data_dir(const char *given, char *out);
 
 /* client.c: the bus segment (struct bus_control) of the bus in @bus_dir. */
 int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_control **control);
+/* client.c: if our daemon hung up, connect to the bus's next one; 0 if
+ * one serves us now, AGENTBUS_E_NO_DAEMON if none does. */
+int reconnect_if_daemon_gone(agentbus_bus *bus);
 
 /* stream_config.c */
 int stream_config_normalize(const char *name, struct agentbus_stream_config *config);

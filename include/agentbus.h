@@ -99,9 +99,10 @@ typedef struct agentbus_daemon agentbus_daemon;
  *     message saying that the request may or may not have been carried out
  *     (it is not repeated behind the caller's back); the next request
  *     reconnects.
- * Only a control request reconnects. Until one does, a wait for WRITTEN or
- * SYNCED that is not met at once (a durable publish, agentbus_wait_durable)
- * still sees the old connection closed and fails with AGENTBUS_E_NO_DAEMON.
+ * A wait for WRITTEN or SYNCED (a durable publish, agentbus_wait_durable)
+ * that finds its daemon gone reconnects too, and goes on waiting for the new
+ * daemon to spill the record from the ring; with no daemon listening it fails
+ * with AGENTBUS_E_NO_DAEMON.
  * A daemon that is alive but did not answer within 30 s is not left (it
  * would take the closed connection for this client's death): every later
  * request fails with AGENTBUS_E_NO_DAEMON until the bus is closed and opened

@@ -552,7 +552,8 @@ static void check_requests_between_daemons(agentbus_bus *bus)
  * the next daemon (it sees each hold its lock file); one that dies then has
  * its slot freed. On an overflow-block stream a freed live slot would let
  * producers overwrite what its reader has not read. Their control requests
- * go to the next daemon: the handle reconnects, and keeps its client id.
+ * go to the next daemon, and so do their waits for a record to reach the
+ * log: the handle reconnects, and keeps its client id.
  */
 static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 {
@@ -576,6 +577,9 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	t_kill_child(daemon);
 	check_requests_between_daemons(old_bus);
 	daemon = start_daemon(&bus);
+	/* A durable wait, the handle's first call to need the new daemon. */
+	T_OK(d_publish(old_stream, "kill.keep", d_key(0, 99), 64, AGENTBUS_DURABILITY_WRITTEN,
+		       T_WAIT_MS));
 	T_OK(agentbus_stream_create(old_bus, STREAM_AGAIN, &block));
 	T_OK(agentbus_stream_delete(old_bus, STREAM_AGAIN));
 	s = t_open_stream(bus, STREAM_KEEP);
@@ -588,7 +592,7 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	for (i = 0; i < 5; i++)
 		T_OK(d_publish(s, "kill.keep", d_key(0, (uint32_t)i), 64, AGENTBUS_DURABILITY_MEMORY,
 			       T_WAIT_MS));
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < 6; i++) {
 		T_ASSERTF(agentbus_sub_read(sub, &rec, T_WAIT_MS) == 1,
 			  "the old subscription lost record %d", i);
 		T_EQ(rec.payload_len, 64);
