@@ -129,6 +129,26 @@ int reconnect_if_daemon_gone(agentbus_bus *bus)
 	return err;
 }
 
+/*
+ * A child of fork() has copies of its parent's handles: the same connection,
+ * alive lock, client id and slots. Whatever it did through them would be
+ * done in the parent's name, so only closing them is allowed there.
+ */
+int bus_inherited(const agentbus_bus *bus)
+{
+	return bus && bus->pid != getpid();
+}
+
+int bus_check_owner(const agentbus_bus *bus)
+{
+	pid_t pid = getpid();
+
+	if (bus->pid == pid)
+		return 0;
+	return set_error(AGENTBUS_E_INVALID, "bus handle opened by pid %d used in pid %d: "
+			 "open the bus again after fork()", (int)bus->pid, (int)pid);
+}
+
 /* exchange(): the daemon was gone before the send; it never saw the request. */
 #define UNSENT 1
 
@@ -175,10 +195,12 @@ static int exchange(agentbus_bus *bus, const struct control_request *req,
  */
 static int request(agentbus_bus *bus, struct control_request *req, struct control_reply *reply)
 {
-	int err;
+	int err = bus_check_owner(bus);
 
+	if (err)
+		return err;
 	req->magic = PROTOCOL_MAGIC;
-	req->pid = (int32_t)getpid();
+	req->pid = (int32_t)bus->pid;
 	pthread_mutex_lock(&bus->lock);
 	err = exchange(bus, req, reply);
 	if (err == UNSENT && req->op != OP_GOODBYE) {
@@ -265,6 +287,7 @@ int agentbus_open(agentbus_bus **out, const char *name)
 	if (!bus)
 		return set_error(-ENOMEM, "out of memory");
 	bus->alive_fd = -1;
+	bus->pid = getpid();
 	err = resolve_bus_name(name, bus->name);
 	if (!err)
 		err = bus_dir_path(bus->name, bus->dir, sizeof(bus->dir));
@@ -301,11 +324,21 @@ void agentbus_close(agentbus_bus *bus)
 
 	if (!bus)
 		return;
-	request(bus, &req, &reply);
-	drop_alive_lock(bus);
+	if (bus_inherited(bus)) {
+		/* The parent's: no goodbye, no unlink. Closing our copies of the
+		 * descriptors leaves the connection and the flock to the parent
+		 * (both belong to the open file, which it still holds). The lock
+		 * may be held by a parent thread that the child does not have,
+		 * so it is not destroyed. */
+		if (bus->alive_fd >= 0)
+			close(bus->alive_fd);
+	} else {
+		request(bus, &req, &reply);
+		drop_alive_lock(bus);
+		pthread_mutex_destroy(&bus->lock);
+	}
 	close(bus->socket_fd);
 	shm_segment_unmap(&bus->bus_map);
-	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
 

@@ -16,6 +16,12 @@
  * the daemon frees it). With all slots taken, it publishes without one and
  * says so in `intentless`, and the daemon falls back on its old rule.
  *
+ * A child of fork() inherits its parent's handles and the forking thread's
+ * cache of slots. It forgets the cache (forget_after_fork), so that its first
+ * publish through each handle comes here and finds the handle inherited; it
+ * gets no slot: neither its parent thread's, nor one claimed in the parent's
+ * name. Publishing never asks getpid() once a thread's slot is cached.
+ *
  * Edge I1: the release store of `position` after seq/len/count, followed by
  * the seq_cst tail CAS, pairs with the daemon's seq_cst read of the tail and
  * acquire load of `position`: a daemon that sees the reservation sees the
@@ -24,6 +30,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "bus/internal.h"
@@ -39,6 +47,21 @@ struct intent_cache_entry {
 static __thread struct intent_cache_entry cache[INTENT_CACHE];
 static __thread unsigned cache_next;
 static __thread uint32_t my_thread;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+static int fork_watched;     /* forget_after_fork() runs in every child of fork() */
+
+/* In the child: its one thread is not the one whose cache and tid it has. */
+static void forget_after_fork(void)
+{
+	memset(cache, 0, sizeof(cache));
+	cache_next = 0;
+	my_thread = 0;
+}
+
+static void watch_forks(void)
+{
+	fork_watched = pthread_atfork(NULL, NULL, forget_after_fork) == 0;
+}
 
 static uint32_t thread_id(void)
 {
@@ -102,11 +125,23 @@ struct intent_slot *intent_for_thread(agentbus_stream *stream)
 	for (i = 0; i < INTENT_CACHE; i++)
 		if (cache[i].handle_id == stream->handle_id)
 			return cache[i].index == NO_SLOT ? NULL : &stream->control->intents[cache[i].index];
-	index = find_held(stream);
-	if (index == NO_SLOT)
-		index = claim_free(stream);
-	e = &cache[cache_next++ % INTENT_CACHE];
-	*e = (struct intent_cache_entry){ stream->handle_id, index };
+	/* Before this thread caches anything, so that every fork forgets it.
+	 * Without the handler (out of memory) nothing is cached. */
+	pthread_once(&fork_watch, watch_forks);
+	if (bus_inherited(stream->bus)) {
+		/* Counted as intentless: the daemon must not read the absence of
+		 * an intent as the absence of a producer. */
+		fetch_add_relaxed(&stream->control->intentless, 1);
+		index = NO_SLOT;
+	} else {
+		index = find_held(stream);
+		if (index == NO_SLOT)
+			index = claim_free(stream);
+	}
+	if (fork_watched) {
+		e = &cache[cache_next++ % INTENT_CACHE];
+		*e = (struct intent_cache_entry){ stream->handle_id, index };
+	}
 	return index == NO_SLOT ? NULL : &stream->control->intents[index];
 }
 

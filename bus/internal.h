@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agentbus.h"
 #include "bus/layout.h"
@@ -26,6 +27,7 @@ struct agentbus_bus {
 	struct bus_control *control; /* the spill writer's wake word, the data directory */
 	pthread_mutex_t lock;      /* one request (or reconnection) at a time on socket_fd */
 	int out_of_step;           /* a request timed out: its late reply would answer the next */
+	pid_t pid;                 /* the process that opened it: a child of fork() may only close it */
 };
 
 struct agentbus_stream {
@@ -93,6 +95,10 @@ int resolve_data_dir(const char *given, char *out);
 
 /* client.c: the bus segment (struct bus_control) of the bus in @bus_dir. */
 int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_control **control);
+/* client.c: is @bus a handle this process inherited across fork()? (NULL:
+ * no.) bus_check_owner() fails with AGENTBUS_E_INVALID, saying so, if it is. */
+int bus_inherited(const agentbus_bus *bus);
+int bus_check_owner(const agentbus_bus *bus);
 /* client.c: if our daemon hung up, connect to the bus's next one; 0 if
  * one serves us now, AGENTBUS_E_NO_DAEMON if none does. */
 int reconnect_if_daemon_gone(agentbus_bus *bus);

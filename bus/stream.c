@@ -144,7 +144,8 @@ int stream_map(const char *bus_dir, const char *name, int populate, agentbus_str
 
 void stream_unmap(agentbus_stream *stream)
 {
-	release_intents(stream);
+	if (!bus_inherited(stream->bus)) /* a child's slots are its parent's */
+		release_intents(stream);
 	shm_segment_unmap(&stream->map);
 	free(stream);
 }
@@ -155,7 +156,9 @@ int agentbus_stream_open(agentbus_bus *bus, const char *name, agentbus_stream **
 
 	if (!bus || !out)
 		return set_error(AGENTBUS_E_INVALID, "stream open: NULL argument");
-	err = stream_map(bus->dir, name, 1, out);
+	err = bus_check_owner(bus);
+	if (!err)
+		err = stream_map(bus->dir, name, 1, out);
 	if (!err)
 		(*out)->bus = bus;
 	return err;

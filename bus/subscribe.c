@@ -281,7 +281,8 @@ static int check_config(agentbus_stream *stream, const struct agentbus_sub_confi
 static void sub_free(agentbus_sub *sub)
 {
 	log_stop(sub);
-	if (sub->slot) {
+	/* A child of fork() frees its copy; the slot is its parent's. */
+	if (sub->slot && !bus_inherited(sub->stream->bus)) {
 		store_release(&sub->slot->state, SLOT_FREE);
 		store_release(&sub->slot->owner, 0);
 	}
@@ -299,6 +300,8 @@ int agentbus_subscribe(agentbus_stream *stream, const struct agentbus_sub_config
 	int err;
 
 	err = check_config(stream, cfg);
+	if (!err)
+		err = bus_check_owner(stream->bus);
 	if (err)
 		return err;
 	if (!out)

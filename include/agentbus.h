@@ -20,6 +20,9 @@
  *   - An agentbus_bus handle may be shared by threads. A stream handle may be
  *     used by several threads to publish at once. A subscription belongs to one
  *     thread at a time.
+ *   - Every handle belongs to the process that opened it: a child of fork()
+ *     opens the bus again, and may only close what it inherited (see
+ *     agentbus_open).
  *
  * Multi-process hygiene (what happens when a process dies):
  *   - A producer killed between claiming space and committing it leaves a hole.
@@ -107,10 +110,29 @@ typedef struct agentbus_daemon agentbus_daemon;
  * would take the closed connection for this client's death): every later
  * request fails with AGENTBUS_E_NO_DAEMON until the bus is closed and opened
  * again.
+ *
+ * fork(): the handle, and the stream handles and subscriptions opened through
+ * it, belong to the process that opened the bus; they stand for its client
+ * id, connection, subscription slots and producer slots. A child of fork()
+ * opens the bus again for itself. What it inherited it may only close:
+ * agentbus_close, agentbus_stream_close and agentbus_sub_close then free the
+ * child's memory and descriptors and touch nothing shared, so the parent
+ * keeps its connection, subscriptions and claims. Control requests and
+ * agentbus_stream_open / agentbus_subscribe on an inherited handle fail with
+ * AGENTBUS_E_INVALID ("bus handle opened by pid X used in pid Y: open the bus
+ * again after fork()"). Publishing and reading through an inherited handle
+ * are not allowed, and not checked (it would cost a system call per call):
+ * they act in the parent's name. A read moves the parent's subscription; a
+ * publish goes out under the parent's client id, so a child that dies half
+ * way through it leaves a frame that the daemon takes for the live parent's.
  */
 int agentbus_open(agentbus_bus **bus, const char *name);
 
-/* Disconnect. Streams and subscriptions opened through @bus must be closed first. */
+/*
+ * Disconnect. Streams and subscriptions opened through @bus must be closed
+ * first. In a child of fork() that inherited @bus, only the child's copy is
+ * freed (see agentbus_open).
+ */
 void agentbus_close(agentbus_bus *bus);
 
 /* The name of the bus, as resolved by agentbus_open(). */
