@@ -17,10 +17,11 @@
  * says so in `intentless`, and the daemon falls back on its old rule.
  *
  * A child of fork() inherits its parent's handles and the forking thread's
- * cache of slots. It forgets the cache (forget_after_fork), so that its first
- * publish through each handle comes here and finds the handle inherited; it
- * gets no slot: neither its parent thread's, nor one claimed in the parent's
- * name. Publishing never asks getpid() once a thread's slot is cached.
+ * cache of slots. It forgets the cache (forget_after_fork), so that each of
+ * its publishes through an inherited handle comes here, finds the handle
+ * inherited and fails: it neither writes into its parent thread's slot nor
+ * publishes in its parent's name. Publishing never asks getpid() once a
+ * thread's slot is cached.
  *
  * Edge I1: the release store of `position` after seq/len/count, followed by
  * the seq_cst tail CAS, pairs with the daemon's seq_cst read of the tail and
@@ -114,35 +115,41 @@ static uint32_t claim_free(agentbus_stream *stream)
 	return NO_SLOT;
 }
 
-struct intent_slot *intent_for_thread(agentbus_stream *stream)
+int intent_for_thread(agentbus_stream *stream, struct intent_slot **intent)
 {
 	struct intent_cache_entry *e;
 	uint32_t index;
 	unsigned i;
+	int err;
 
+	*intent = NULL;
 	if (!client_id(stream))
-		return NULL; /* the daemon's own handles do not publish */
+		return 0; /* the daemon's own handles do not publish */
 	for (i = 0; i < INTENT_CACHE; i++)
-		if (cache[i].handle_id == stream->handle_id)
-			return cache[i].index == NO_SLOT ? NULL : &stream->control->intents[cache[i].index];
+		if (cache[i].handle_id == stream->handle_id) {
+			if (cache[i].index != NO_SLOT)
+				*intent = &stream->control->intents[cache[i].index];
+			return 0;
+		}
 	/* Before this thread caches anything, so that every fork forgets it.
 	 * Without the handler (out of memory) nothing is cached. */
 	pthread_once(&fork_watch, watch_forks);
-	if (bus_inherited(stream->bus)) {
-		/* Counted as intentless: the daemon must not read the absence of
-		 * an intent as the absence of a producer. */
-		fetch_add_relaxed(&stream->control->intentless, 1);
-		index = NO_SLOT;
-	} else {
-		index = find_held(stream);
-		if (index == NO_SLOT)
-			index = claim_free(stream);
-	}
+	/* A child's publish would go out under its parent's client id, which
+	 * lives on after the child dies: a frame it left unmarked would hold
+	 * the stream up for good. Nothing is cached: it is asked every time. */
+	err = bus_check_owner(stream->bus);
+	if (err)
+		return err;
+	index = find_held(stream);
+	if (index == NO_SLOT)
+		index = claim_free(stream);
 	if (fork_watched) {
 		e = &cache[cache_next++ % INTENT_CACHE];
 		*e = (struct intent_cache_entry){ stream->handle_id, index };
 	}
-	return index == NO_SLOT ? NULL : &stream->control->intents[index];
+	if (index != NO_SLOT)
+		*intent = &stream->control->intents[index];
+	return 0;
 }
 
 void intent_state(struct intent_slot *in, uint64_t position, uint64_t seq, uint64_t len,

@@ -159,7 +159,9 @@ uint64_t deadline_after(int timeout_ms);
 uint64_t limit_refresh(agentbus_stream *stream);
 
 /* intent.c */
-struct intent_slot *intent_for_thread(agentbus_stream *stream);
+/* The calling thread's slot on @stream in *@intent (NULL: none was free), or
+ * AGENTBUS_E_INVALID for a handle inherited across fork(). */
+int intent_for_thread(agentbus_stream *stream, struct intent_slot **intent);
 void intent_state(struct intent_slot *in, uint64_t position, uint64_t seq, uint64_t len,
 		  uint64_t count);
 void release_intents(agentbus_stream *stream);

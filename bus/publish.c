@@ -188,11 +188,15 @@ static int backpressure(agentbus_stream *stream, uint64_t wanted_end)
 static int reserve(agentbus_stream *stream, uint64_t len, uint64_t seqs, int timeout_ms,
 		   uint64_t *position, uint64_t *seq)
 {
-	struct intent_slot *intent = intent_for_thread(stream);
 	struct stream_control *c = stream->control;
+	struct intent_slot *intent;
 	union pair64 tail, next, found;
 	uint64_t limit, deadline = 0;
 	unsigned attempt = 0;
+	int err = intent_for_thread(stream, &intent);
+
+	if (err)
+		return err;
 
 	/* Two plain halves may be torn; the CAS then fails and hands back the truth. */
 	tail.lo = load_relaxed(&c->tail.lo);

@@ -120,11 +120,11 @@ typedef struct agentbus_daemon agentbus_daemon;
  * keeps its connection, subscriptions and claims. Control requests and
  * agentbus_stream_open / agentbus_subscribe on an inherited handle fail with
  * AGENTBUS_E_INVALID ("bus handle opened by pid X used in pid Y: open the bus
- * again after fork()"). Publishing and reading through an inherited handle
- * are not allowed, and not checked (it would cost a system call per call):
- * they act in the parent's name. A read moves the parent's subscription; a
- * publish goes out under the parent's client id, so a child that dies half
- * way through it leaves a frame that the daemon takes for the live parent's.
+ * again after fork()"), and so do publishes and claims: they would go out
+ * under the parent's client id, and a child that died half way through one
+ * would leave a frame that the daemon takes for the live parent's. Reading
+ * through an inherited subscription is not allowed and not checked (it would
+ * cost a system call per read): it moves the parent's subscription.
  */
 int agentbus_open(agentbus_bus **bus, const char *name);
 
