@@ -60,8 +60,14 @@ struct watched_stream *daemon_find_stream(struct agentbus_daemon *d, const char 
 /* Stop spilling and unmap; the shared memory and the log stay. */
 static void unwatch(struct agentbus_daemon *d, struct watched_stream *w)
 {
+	/* A deleted stream (daemon_delete_stream() set the flag) is not worth
+	 * waiting for a full disk; any other, whose records not yet in the log
+	 * stay in its ring for the next daemon, gets a few seconds. A client
+	 * that forges the flag saves only those seconds: no record is lost. */
 	if (w->spill)
-		spill_remove_stream(d->spill, w->spill);
+		spill_remove_stream(d->spill, w->spill,
+				    load_relaxed(&w->stream->control->deleted) ? SPILL_REMOVE_DELETE
+									       : SPILL_REMOVE_DETACH);
 	stream_unmap(w->stream);
 	*w = d->streams[--d->stream_count];
 }

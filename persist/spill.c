@@ -22,6 +22,15 @@
  * would hide the hole. The frames are still in the ring when their
  * fdatasync completes: the tether is the synced position.
  *
+ * The error word (*spill_error, *error_seq) says what holds the stream back.
+ * A corrupt frame in the ring wins: it stops the stream until someone fixes
+ * it, so it stays reported as long as the scan is stuck there. An I/O error
+ * (a failed write or fdatasync, retried every RETRY_NS) is reported when no
+ * corrupt frame is, and always told to the operator's log.
+ *
+ * Removing a stream waits for its I/O in flight, but not forever for a
+ * write that keeps failing (a full disk): see spill_remove_stream().
+ *
  * Synchronising edges:
  *   D0  acquire load of a frame's tag: pairs with the producer's commit CAS
  *       (C1 in bus/publish.c); the frame's bytes are complete.
@@ -41,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +65,7 @@
 #define BUSY_WAIT_NS 200000ll      /* wait for completions at most this long */
 #define IDLE_WAIT_NS 1000000ll     /* memory-level records reach the log within ~1 ms */
 #define RETRY_NS 100000000ull      /* after an I/O error, try again this much later */
+#define GIVE_UP_NS 3000000000ull   /* a stream detached: retry failed writes this long */
 #define FSYNC_BIT 0x10u
 #define SLOT_MASK 0x0fu
 
@@ -88,11 +99,15 @@ struct spill_stream {
 	int fsync_inflight;
 	uint64_t fsync_target_seq, fsync_target_position;
 	uint64_t last_fsync_ns;
-	int32_t error;                      /* last error, 0 when healthy */
+	int32_t error;                      /* last I/O error, 0 when healthy */
+	uint64_t error_seq;                 /* first seq it holds back */
 	uint64_t retry_at_ns;
 	int rewind;                         /* rewrite from synced_position once idle */
-	int corrupt_reported;
-	int removing;
+	int corrupt;                        /* the scan is stuck at a corrupt frame ... */
+	uint64_t corrupt_position, corrupt_seq; /* ... this one */
+	int removing;                       /* spill_remove_stream() waits for the drop */
+	enum spill_remove remove_how;       /* why: DETACH or DELETE */
+	uint64_t give_up_ns;                /* drop with failed writes from then on */
 };
 
 struct spill_writer {
@@ -137,6 +152,21 @@ static void signal_waiters(struct spill_stream *s)
 		futex_wake_all(s->src.durability_signal);
 }
 
+/*
+ * Publish what holds the stream back: the corrupt frame if the scan is stuck
+ * at one, else the I/O error (0 when none). Whoever sees the error finds
+ * its seq (release, paired with the acquire loads in bus/durable.c). While
+ * CORRUPT is shown, a publisher waiting for a record before the corrupt one
+ * is not failed by an I/O error: it waits for the retry, or its deadline.
+ */
+static void publish_error(struct spill_stream *s)
+{
+	store_release(s->src.error_seq, s->corrupt ? s->corrupt_seq : s->error_seq);
+	store_release(s->src.spill_error, s->corrupt ? AGENTBUS_E_CORRUPT : s->error);
+	signal_waiters(s);
+}
+
+/* An I/O error: told to the operator, published unless a corrupt frame is. */
 static void set_error(struct spill_writer *w, struct spill_stream *s, int err, uint64_t seq,
 		      const char *what)
 {
@@ -144,20 +174,47 @@ static void set_error(struct spill_writer *w, struct spill_stream *s, int err, u
 		say(w, "stream '%s': %s failed at seq %llu: %s; retrying", s->src.name, what,
 		    (unsigned long long)seq, agentbus_strerror(err));
 	s->error = err;
+	s->error_seq = seq;
 	s->retry_at_ns = now_ns() + RETRY_NS;
-	store_release(s->src.error_seq, seq);
-	store_release(s->src.spill_error, err);
-	signal_waiters(s);
+	publish_error(s);
 }
 
 static void clear_error(struct spill_writer *w, struct spill_stream *s)
 {
-	if (!s->error && !load_relaxed(s->src.spill_error))
+	int32_t shown = s->corrupt ? AGENTBUS_E_CORRUPT : 0;
+
+	if (!s->error && load_relaxed(s->src.spill_error) == shown)
 		return;
-	if (s->error)
+	if (s->error && s->corrupt)
+		say(w, "stream '%s': spilling again, up to the corrupt frame at seq %llu",
+		    s->src.name, (unsigned long long)s->corrupt_seq);
+	else if (s->error)
 		say(w, "stream '%s': spilling again", s->src.name);
 	s->error = 0;
-	store_release(s->src.spill_error, 0);
+	publish_error(s);
+}
+
+/* The scan found no frame of seq @seq at @position: report it (once). */
+static void set_corrupt(struct spill_writer *w, struct spill_stream *s, uint64_t position,
+			uint64_t seq)
+{
+	if (s->corrupt && s->corrupt_position == position)
+		return;
+	s->corrupt = 1;
+	s->corrupt_position = position;
+	s->corrupt_seq = seq;
+	say(w, "stream '%s': the ring holds a corrupt frame at seq %llu; spilling stops before it",
+	    s->src.name, (unsigned long long)seq);
+	publish_error(s);
+}
+
+/* The frame at the corrupt position is a good one now: the scan goes on. */
+static void clear_corrupt(struct spill_writer *w, struct spill_stream *s)
+{
+	s->corrupt = 0;
+	say(w, "stream '%s': the frame at seq %llu is good now; spilling goes on", s->src.name,
+	    (unsigned long long)s->corrupt_seq);
+	publish_error(s);
 }
 
 /* A write waiting to be submitted again (it failed, or made no progress). */
@@ -170,14 +227,14 @@ static int write_failed(const struct spill_stream *s)
 }
 
 /*
- * Some I/O just succeeded: clear the error only if nothing is still wrong.
- * One write's success says nothing of another that failed (it may never be
- * retried then, see stream_step()), nor of a pending rewind, and a corrupt
- * frame is reported once and stays reported.
+ * Some I/O just succeeded: clear the I/O error only if nothing is still
+ * wrong. One write's success says nothing of another that failed (it may
+ * never be retried then, see stream_step()), nor of a pending rewind. A
+ * corrupt frame is not an I/O error: it stays reported (publish_error()).
  */
 static void clear_error_if_healthy(struct spill_writer *w, struct spill_stream *s)
 {
-	if (s->error == AGENTBUS_E_CORRUPT || s->rewind || write_failed(s))
+	if (s->rewind || write_failed(s))
 		return;
 	clear_error(w, s);
 }
@@ -230,10 +287,10 @@ static uint64_t collect_run(struct spill_writer *w, struct spill_stream *s)
 
 	while (!segment_full(s, p)) {
 		len = final_frame(s, p, seq, &count);
-		if (len < 0 && !s->corrupt_reported) {
-			s->corrupt_reported = 1;
-			set_error(w, s, AGENTBUS_E_CORRUPT, seq, "reading the ring (corrupt frame)");
-		}
+		if (len < 0)
+			set_corrupt(w, s, p, seq);
+		else if (len > 0 && s->corrupt && p == s->corrupt_position)
+			clear_corrupt(w, s);
 		if (len <= 0 || (p > start && p - start + (uint64_t)len > MAX_RUN))
 			break;
 		p += (uint64_t)len;
@@ -551,6 +608,16 @@ static void retry_failed(struct spill_writer *w, struct spill_stream *s)
 	}
 }
 
+/*
+ * A stream being removed stops retrying its failed writes: at once if it is
+ * being deleted (nobody will read its log), after GIVE_UP_NS if it is only
+ * detached (the daemon stops; a disk that stays full must not hang it).
+ */
+static int giving_up(const struct spill_stream *s, uint64_t now)
+{
+	return s->removing && (s->remove_how == SPILL_REMOVE_DELETE || now >= s->give_up_ns);
+}
+
 /* One step for one stream: submit what can be submitted. Returns 1 if it did. */
 static int stream_step(struct spill_writer *w, struct spill_stream *s, uint64_t now)
 {
@@ -560,8 +627,8 @@ static int stream_step(struct spill_writer *w, struct spill_stream *s, uint64_t 
 	if (s->error && now < s->retry_at_ns)
 		return 0;
 	/* Whatever the error word says now: a failed write left behind holds
-	 * `done` (and the tether) until it is written. */
-	if (write_failed(s)) {
+	 * `done` (and the tether) until it is written, or given up. */
+	if (write_failed(s) && !giving_up(s, now)) {
 		s->retry_at_ns = now + RETRY_NS;
 		retry_failed(w, s);
 	}
@@ -599,13 +666,58 @@ static void free_stream(struct spill_stream *s)
 	free(s);
 }
 
-/* Drop streams being removed once nothing of theirs is in flight. */
-static void reap_removed(struct spill_writer *w)
+/* Does io_uring still hold an operation on @s's ring or log? */
+static int io_in_flight(const struct spill_stream *s)
+{
+	const struct pending_write *pw;
+
+	for (unsigned i = 0; i < s->count; i++) {
+		pw = &s->pending[(s->head + i) % MAX_INFLIGHT];
+		if (!pw->completed && !pw->failed)
+			return 1;
+	}
+	return s->fsync_inflight;
+}
+
+/*
+ * Failed writes of a removed stream are given up. Later runs may have
+ * completed past the failed one: cut the log where the frames written in
+ * order end (the published written position), or the next daemon's recovery
+ * would take the hole for corruption and skip its records for good. Nothing
+ * is lost silently: the records from there on stay in the ring (the tether
+ * is at or before the cut) until a daemon writes them.
+ */
+static void give_up_writes(struct spill_writer *w, struct spill_stream *s)
+{
+	off_t end = (off_t)(LOG_HEADER_SIZE + (s->done_position - s->segment_base));
+	struct stat st;
+
+	if (fstat(s->log_fd, &st) == 0 && st.st_size > end && ftruncate(s->log_fd, end) != 0)
+		say(w, "stream '%s': cannot cut the log after seq %llu: %s; the next recovery "
+		    "reports the records after it corrupt", s->src.name,
+		    (unsigned long long)s->done_seq - 1, strerror(errno));
+	if (s->remove_how == SPILL_REMOVE_DELETE)
+		say(w, "stream '%s': deleted while writing its log failed (%s): records from "
+		    "seq %llu on were never written, and are gone with the stream", s->src.name,
+		    agentbus_strerror(s->error), (unsigned long long)s->done_seq);
+	else
+		say(w, "stream '%s': gave up writing the log after %llu s (%s): records from seq "
+		    "%llu on are not in it; they stay in shared memory, and the next daemon "
+		    "writes them from the log's end (lost if shared memory goes first, e.g. in a "
+		    "reboot)", s->src.name, GIVE_UP_NS / 1000000000ull,
+		    agentbus_strerror(s->error), (unsigned long long)s->done_seq);
+}
+
+/* Drop streams being removed once nothing of theirs is in flight and
+ * nothing is left to write, or their failed writes are given up. */
+static void reap_removed(struct spill_writer *w, uint64_t now)
 {
 	struct spill_stream **link = &w->streams, *s;
 
 	while ((s = *link) != NULL) {
-		if (s->removing && !s->count && !s->fsync_inflight) {
+		if (s->removing && !io_in_flight(s) && (!s->count || giving_up(s, now))) {
+			if (s->count)
+				give_up_writes(w, s);
 			*link = s->next;
 			free_stream(s);
 			pthread_cond_broadcast(&w->removed);
@@ -658,7 +770,7 @@ static void *spill_main(void *arg)
 		worked = 0;
 		for (s = w->streams; s; s = s->next)
 			worked |= stream_step(w, s, now);
-		reap_removed(w);
+		reap_removed(w, now);
 		pthread_mutex_unlock(&w->lock);
 		if (io_uring_sq_ready(&w->uring))
 			io_uring_submit(&w->uring);
@@ -803,13 +915,15 @@ void spill_stream_frontier(struct spill_writer *w, struct spill_stream *s, uint6
 	pthread_mutex_unlock(&w->lock);
 }
 
-void spill_remove_stream(struct spill_writer *w, struct spill_stream *s)
+void spill_remove_stream(struct spill_writer *w, struct spill_stream *s, enum spill_remove how)
 {
 	struct spill_stream *t;
 	int present;
 
 	pthread_mutex_lock(&w->lock);
 	s->removing = 1;
+	s->remove_how = how;
+	s->give_up_ns = now_ns() + GIVE_UP_NS;
 	for (;;) {
 		for (present = 0, t = w->streams; t; t = t->next)
 			present |= t == s;

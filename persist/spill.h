@@ -67,8 +67,21 @@ int spill_add_stream(struct spill_writer *writer, const struct spill_source *sou
 		     const struct log_recovery *recovery, uint64_t position, uint64_t seq,
 		     struct spill_stream **stream);
 
-/* Stop spilling a stream: waits for its writes in flight, closes its log. */
-void spill_remove_stream(struct spill_writer *writer, struct spill_stream *stream);
+/* What removing a stream means for its records not yet in the log. */
+enum spill_remove {
+	SPILL_REMOVE_DETACH = 0, /* the stream lives on (the daemon stops) */
+	SPILL_REMOVE_DELETE = 1, /* the stream and its log are being deleted */
+};
+
+/*
+ * Stop spilling a stream: waits for its I/O in flight, closes its log.
+ * Writes that failed (a full disk) are retried for a few seconds if @how is
+ * DETACH, not at all if DELETE; then they are given up, told to the log
+ * callback, and the log is cut where the records written in order end. The
+ * records after it are still in the ring: a later daemon writes them.
+ */
+void spill_remove_stream(struct spill_writer *writer, struct spill_stream *stream,
+			 enum spill_remove how);
 
 /* The next frame the spill writer waits for (its position and seq): the
  * daemon looks there for holes left by dead producers. */

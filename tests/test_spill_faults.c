@@ -11,6 +11,10 @@
  *    (fsync BATCH);
  *  - a corrupt frame's AGENTBUS_E_CORRUPT stays reported after the writes
  *    before it completed (fsync NEVER used to erase it);
+ *  - ... and after a failed write (fsync NEVER) or fdatasync (fsync BATCH)
+ *    ahead of it was retried with success (the I/O error used to overwrite
+ *    CORRUPT and the success to clear it, the stream stuck behind the frame
+ *    with no error shown); once the frame is good, the stream goes on;
  *  - a failed fdatasync when a full segment is rolled: everything since the
  *    last synced position is written again before anything is reported
  *    synced (it used to retry the fdatasync alone, which succeeds once Linux
@@ -20,7 +24,12 @@
  *  - index entries only for synced frames (fsync BATCH, with an fdatasync
  *    held back, then failed; fsync INTERVAL, where only the roll syncs): they
  *    used to be written at write completion, so after a power loss an entry
- *    could point past a hole of lost log pages, which recovery then missed.
+ *    could point past a hole of lost log pages, which recovery then missed;
+ *  - removing a stream whose writes fail forever (a full disk) returns: the
+ *    daemon stopping (DETACH) gives up after a few seconds, a deletion at
+ *    once; both say so, and cut the log where the records written in order
+ *    end (the rest stays in the ring). It used to wait forever; a watchdog
+ *    thread fails the test instead of letting it hang.
  *
  * Every log is checked by log_verify() and log_recover() when its rig stops.
  *
@@ -30,6 +39,7 @@
  * about are published, and fires once.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 
@@ -41,6 +51,7 @@
 #define FRAME 4096u
 #define SEGMENT (16 * FRAME)
 #define WAIT_MS 5000
+#define REMOVE_WAIT_MS 30000 /* the watchdog of a removal (it gives up after 3 s) */
 
 /* The words a stream keeps in shared memory, here in private memory. */
 struct words {
@@ -54,6 +65,7 @@ static struct {
 	uint64_t next_position, next_seq;   /* where the next frame goes */
 	char dir[LOG_PATH_LEN];
 	uint64_t segment_size;              /* 0: SEGMENT */
+	int bad_frame_at_start;             /* rig_start() adds a fixable bad frame */
 	struct words words;
 	uint32_t wakeup, asleep;
 	struct spill_writer *writer;
@@ -63,6 +75,7 @@ static struct {
 /* Faults and counters; the spill thread reads and bumps them. */
 static atomic_int fail_write_at;        /* fail the Nth write completion (1-based) */
 static atomic_int fail_write_err;
+static atomic_int fail_all_writes;      /* fail every write completion with ENOSPC */
 static atomic_int frames_on_first_write; /* publish this many frames at the first completion */
 static atomic_int fail_fdatasync;       /* fail the next synchronous fdatasync with EIO */
 static atomic_int fail_create;          /* fail the next segment create with ENOSPC */
@@ -72,26 +85,58 @@ static atomic_int fsync_release;        /* let it complete ... */
 static atomic_int fsync_release_err;    /* ... with this error (0: its own result) */
 static atomic_int writes_seen, creates_seen, fdatasync_faults;
 static atomic_uint_fast64_t bytes_written, bytes_at_fault;
+static atomic_int removal_returned;     /* spill_remove_stream() returned */
+
+/* What the spill writer told its log callback, for said(). */
+static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+static char said_text[16384];
+
+/* A record of FRAME bytes at the next position, all but its tag. */
+static struct frame_header *fill_record(void)
+{
+	struct frame_header *h = (struct frame_header *)(rig.ring + rig.next_position);
+
+	memset(h, 0, FRAME);
+	h->seq = rig.next_seq;
+	h->time_ns = 1000 + rig.next_seq;
+	h->frame_len = FRAME;
+	h->subject_len = 1;
+	h->payload_len = FRAME - sizeof(*h) - 1;
+	((char *)(h + 1))[0] = 'x';
+	h->checksum = frame_checksum(h, rig.next_position, frame_body_len(h));
+	return h;
+}
+
+/* The frame at the next position is final: the next one goes after it. */
+static void commit_next(struct frame_header *h, enum frame_state state)
+{
+	__atomic_store_n(&h->tag, frame_tag(rig.next_position, state), __ATOMIC_RELEASE);
+	rig.next_position += FRAME;
+	rig.next_seq++;
+}
 
 /* Publish @n records of FRAME bytes, as a producer would (tag last, release). */
 static void add_frames(unsigned n)
 {
-	while (n--) {
-		struct frame_header *h = (struct frame_header *)(rig.ring + rig.next_position);
+	while (n--)
+		commit_next(fill_record(), FRAME_COMMITTED);
+}
 
-		memset(h, 0, FRAME);
-		h->seq = rig.next_seq;
-		h->time_ns = 1000 + rig.next_seq;
-		h->frame_len = FRAME;
-		h->subject_len = 1;
-		h->payload_len = FRAME - sizeof(*h) - 1;
-		((char *)(h + 1))[0] = 'x';
-		h->checksum = frame_checksum(h, rig.next_position, frame_body_len(h));
-		__atomic_store_n(&h->tag, frame_tag(rig.next_position, FRAME_COMMITTED),
-				 __ATOMIC_RELEASE);
-		rig.next_position += FRAME;
-		rig.next_seq++;
-	}
+/*
+ * A good record at the next position, but tagged as a gap whose fields are
+ * zero: a bad frame. fix_bad_frame() turns it into the record by its tag
+ * alone (release), so the spill thread never reads a field being written.
+ */
+static void add_bad_frame(void)
+{
+	struct frame_header *h = fill_record();
+
+	__atomic_store_n(&h->tag, frame_tag(rig.next_position, FRAME_GAP), __ATOMIC_RELEASE);
+}
+
+static void fix_bad_frame(void)
+{
+	commit_next((struct frame_header *)(rig.ring + rig.next_position), FRAME_COMMITTED);
 }
 
 /* A frame at the next position that is no frame of the expected seq. */
@@ -131,6 +176,8 @@ static int hook(int is_fsync, int result)
 		add_frames((unsigned)atomic_exchange(&frames_on_first_write, 0));
 	if (n == atomic_load(&fail_write_at))
 		return atomic_load(&fail_write_err);
+	if (atomic_load(&fail_all_writes))
+		return -ENOSPC;
 	if (result > 0)
 		atomic_fetch_add(&bytes_written, (uint64_t)result);
 	return result;
@@ -165,8 +212,25 @@ int __wrap_log_segment_create(const char *dir, const char *stream, uint64_t base
 
 static void log_message(void *arg, const char *message)
 {
+	size_t used;
+
 	(void)arg;
 	printf("# spill: %s\n", message);
+	pthread_mutex_lock(&said_lock);
+	used = strlen(said_text);
+	snprintf(said_text + used, sizeof(said_text) - used, "%s\n", message);
+	pthread_mutex_unlock(&said_lock);
+}
+
+/* Did the spill writer say something containing @what? */
+static int said(const char *what)
+{
+	int found;
+
+	pthread_mutex_lock(&said_lock);
+	found = strstr(said_text, what) != NULL;
+	pthread_mutex_unlock(&said_lock);
+	return found;
 }
 
 static uint64_t word(const uint64_t *w)
@@ -213,6 +277,8 @@ static void rig_start(const char *name, enum spill_fsync fsync, uint32_t interva
 	src.durability_signal = &rig.words.durability_signal;
 	src.durability_waiters = &rig.words.durability_waiters;
 	add_frames(frames);
+	if (rig.bad_frame_at_start)
+		add_bad_frame();
 	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
 	T_OK(spill_writer_start(&rig.writer, &rig.wakeup, &rig.asleep, log_message, NULL));
 	T_OK(spill_add_stream(rig.writer, &src, &rec, 0, 1, &rig.stream));
@@ -225,12 +291,12 @@ static void report_problem(void *arg, const struct log_problem *problem)
 	       problem->what);
 }
 
-/* Stop the writer; the log then ends at seq @end (exclusive), intact. */
-static void rig_stop(uint64_t end)
+/* The stream is removed: stop the writer; the log then ends at seq @end
+ * (exclusive), intact. */
+static void rig_finish(uint64_t end)
 {
 	struct log_recovery rec;
 
-	spill_remove_stream(rig.writer, rig.stream);
 	spill_writer_stop(rig.writer);
 	free(rig.ring);
 	T_EQ(log_verify(rig.dir, report_problem, NULL), 0);
@@ -241,7 +307,11 @@ static void rig_stop(uint64_t end)
 	t_remove_tree(rig.dir);
 	/* Disarm and reset, for the next sub-test (no spill thread now). */
 	rig.segment_size = 0;
+	rig.bad_frame_at_start = 0;
+	said_text[0] = '\0';
 	atomic_store(&fail_write_at, 0);
+	atomic_store(&fail_all_writes, 0);
+	atomic_store(&removal_returned, 0);
 	atomic_store(&frames_on_first_write, 0);
 	atomic_store(&fail_fdatasync, 0);
 	atomic_store(&fail_create, 0);
@@ -252,6 +322,13 @@ static void rig_stop(uint64_t end)
 	atomic_store(&fdatasync_faults, 0);
 	atomic_store(&bytes_written, 0);
 	atomic_store(&bytes_at_fault, 0);
+}
+
+/* Remove the stream (as a stopping daemon does) and finish. */
+static void rig_stop(uint64_t end)
+{
+	spill_remove_stream(rig.writer, rig.stream, SPILL_REMOVE_DETACH);
+	rig_finish(end);
 }
 
 /* Wait (bounded) until *@w reaches @want and spill_error is 0. */
@@ -324,6 +401,138 @@ static void test_never_corrupt_stays(void)
 	rig_stop(5);
 }
 
+/* Wait (bounded) until the held fdatasync's completion is being held. */
+static void wait_fsync_held(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	while (!atomic_load(&fsync_held)) {
+		T_ASSERTF(!t_expired(&d), "no fdatasync completed within %d ms", WAIT_MS);
+		t_sleep_us(1000);
+	}
+}
+
+/* Let the held fdatasync complete with @err (0: its own result). */
+static void release_fsync(int err)
+{
+	atomic_store(&fsync_release_err, err);
+	atomic_store(&fsync_release, 1);
+}
+
+/*
+ * Wait (bounded) until *@w reaches @want, with a bad frame right after it:
+ * then AGENTBUS_E_CORRUPT must be reported at its seq, whatever I/O errors
+ * came and went meanwhile. Then fix the frame: the stream goes on.
+ */
+static void check_corrupt_stays(const uint64_t *w, const char *what, uint64_t want)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	while (word(w) < want) {
+		T_ASSERTF(!t_expired(&d), "%s is %" PRIu64 " after %d ms, want %" PRIu64, what,
+			  word(w), WAIT_MS, want);
+		t_sleep_us(2000);
+	}
+	t_sleep_us(50000); /* a few more rounds of the spill loop */
+	T_ASSERTF(spill_error() == AGENTBUS_E_CORRUPT, "spill_error is %d (%s) with a corrupt "
+		  "frame at seq %" PRIu64 " still in the way", spill_error(),
+		  agentbus_strerror(spill_error()), want);
+	T_EQ(word(&rig.words.error_seq), want);
+	T_EQ(word(w), want);
+	fix_bad_frame();
+	wait_for(w, what, want + 1);
+}
+
+/*
+ * fsync NEVER: the first round finds the bad frame after four good ones and
+ * writes those; the write fails with ENOSPC, its retry succeeds. CORRUPT is
+ * reported at the end (and the ENOSPC was told to the log).
+ */
+static void test_corrupt_outlasts_write_error(void)
+{
+	atomic_store(&fail_write_err, -ENOSPC);
+	atomic_store(&fail_write_at, 1);
+	rig.bad_frame_at_start = 1;
+	rig_start("corrupt-write", SPILL_FSYNC_NEVER, 0, 4);
+	check_corrupt_stays(&rig.words.written_seq, "written_seq", 5);
+	T_ASSERT(said("writing the log failed at seq 1"));
+	T_ASSERT(atomic_load(&writes_seen) >= 3); /* the failure, its retry, the fixed frame */
+	rig_stop(6);
+}
+
+/* The same with fsync BATCH and a failed fdatasync of the four frames. */
+static void test_corrupt_outlasts_fsync_error(void)
+{
+	atomic_store(&hold_fsync, 1);
+	rig.bad_frame_at_start = 1;
+	rig_start("corrupt-fsync", SPILL_FSYNC_BATCH, 0, 4);
+	wait_fsync_held();
+	release_fsync(-EIO);
+	check_corrupt_stays(&rig.words.synced_seq, "synced_seq", 5);
+	T_ASSERT(said("fdatasync of the log failed at seq 1"));
+	rig_stop(6);
+}
+
+/* Fail the test if spill_remove_stream() hangs (instead of hanging CI). */
+static void *removal_watchdog(void *arg)
+{
+	struct t_deadline d = t_deadline_ms(REMOVE_WAIT_MS);
+
+	(void)arg;
+	while (!atomic_load(&removal_returned)) {
+		if (t_expired(&d))
+			t_fail(__FILE__, __LINE__, "spill_remove_stream() has not returned after %d ms "
+			       "of writes failing with ENOSPC", REMOVE_WAIT_MS);
+		t_sleep_us(1000);
+	}
+	return NULL;
+}
+
+/*
+ * Two records written, then every write fails with ENOSPC (the disk stays
+ * full) and three more are published: removing the stream @how returns,
+ * says @message, and the log ends after the two (the failed writes did
+ * reach the file: the hook only changes their results, so the cut is seen).
+ */
+static void remove_on_full_disk(const char *name, enum spill_fsync fsync, enum spill_remove how,
+				const char *message)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+	pthread_t watchdog;
+
+	rig_start(name, fsync, 0, 2);
+	wait_for(&rig.words.written_seq, "written_seq", 3);
+	atomic_store(&fail_all_writes, 1);
+	add_frames(3);
+	while (spill_error() != -ENOSPC) {
+		T_ASSERTF(!t_expired(&d), "spill_error is %d, not ENOSPC, after %d ms",
+			  spill_error(), WAIT_MS);
+		t_sleep_us(2000);
+	}
+	T_EQ(pthread_create(&watchdog, NULL, removal_watchdog, NULL), 0);
+	spill_remove_stream(rig.writer, rig.stream, how);
+	atomic_store(&removal_returned, 1);
+	T_EQ(pthread_join(watchdog, NULL), 0);
+	T_ASSERTF(said(message), "the spill writer did not say \"%s\"", message);
+	T_ASSERT(said("records from seq 3 on"));
+	T_EQ(word(&rig.words.written_seq), 3);
+	rig_finish(3);
+}
+
+/* The daemon stops with the disk full: removal gives up after a while. */
+static void test_detach_disk_full(void)
+{
+	remove_on_full_disk("detach-full", SPILL_FSYNC_NEVER, SPILL_REMOVE_DETACH,
+			    "gave up writing the log");
+}
+
+/* A stream is deleted with the disk full: removal gives up at once. */
+static void test_delete_disk_full(void)
+{
+	remove_on_full_disk("delete-full", SPILL_FSYNC_BATCH, SPILL_REMOVE_DELETE,
+			    "are gone with the stream");
+}
+
 /*
  * fsync INTERVAL (rarely: only the roll syncs here): the fdatasync of a full
  * segment fails. Before the segment is reported synced, everything since the
@@ -394,24 +603,6 @@ static void check_index(uint64_t base, uint64_t synced)
 		T_EQ(e[i].time_ns, 1000 + e[i].seq);
 	}
 	T_EQ(n, (synced - base) / FRAME);
-}
-
-/* Wait (bounded) until the held fdatasync's completion is being held. */
-static void wait_fsync_held(void)
-{
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
-
-	while (!atomic_load(&fsync_held)) {
-		T_ASSERTF(!t_expired(&d), "no fdatasync completed within %d ms", WAIT_MS);
-		t_sleep_us(1000);
-	}
-}
-
-/* Let the held fdatasync complete with @err (0: its own result). */
-static void release_fsync(int err)
-{
-	atomic_store(&fsync_release_err, err);
-	atomic_store(&fsync_release, 1);
 }
 
 /*
@@ -488,9 +679,13 @@ int main(int argc, char **argv)
 	RUN_IF_NAMED(test_never_one_write_fails);
 	RUN_IF_NAMED(test_batch_write_fails_fsync_succeeds);
 	RUN_IF_NAMED(test_never_corrupt_stays);
+	RUN_IF_NAMED(test_corrupt_outlasts_write_error);
+	RUN_IF_NAMED(test_corrupt_outlasts_fsync_error);
 	RUN_IF_NAMED(test_roll_fdatasync_fails);
 	RUN_IF_NAMED(test_segment_create_fails);
 	RUN_IF_NAMED(test_batch_index_after_sync);
 	RUN_IF_NAMED(test_interval_index_at_roll);
+	RUN_IF_NAMED(test_detach_disk_full);
+	RUN_IF_NAMED(test_delete_disk_full);
 	return t_done();
 }
