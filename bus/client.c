@@ -274,6 +274,73 @@ static void drop_alive_lock(agentbus_bus *bus)
 	close(bus->alive_fd);
 }
 
+/*
+ * Open handles, so that a child of fork() lets go of its copies of their
+ * connections and alive locks at once: a copy would keep the parent's
+ * connection open and its lock held, and a parent that died would pass for
+ * alive (its claims never gapped, its slots never freed) until the child
+ * ended. The fork handlers hold the list's lock across fork(), so the child
+ * finds the list whole.
+ */
+static struct {
+	pthread_mutex_t lock;
+	agentbus_bus *first;
+	int fork_watched;
+} handles = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void lock_handles(void)
+{
+	pthread_mutex_lock(&handles.lock);
+}
+
+static void unlock_handles(void)
+{
+	pthread_mutex_unlock(&handles.lock);
+}
+
+/* In the child of fork(): the parent's descriptors are the parent's. */
+static void close_inherited_descriptors(void)
+{
+	agentbus_bus *bus;
+
+	for (bus = handles.first; bus; bus = bus->next_open) {
+		close(bus->socket_fd);
+		bus->socket_fd = -1;
+		if (bus->alive_fd >= 0)
+			close(bus->alive_fd);
+		bus->alive_fd = -1;
+	}
+	unlock_handles();
+}
+
+static void watch_forks(void)
+{
+	handles.fork_watched =
+		pthread_atfork(lock_handles, unlock_handles, close_inherited_descriptors) == 0;
+}
+
+static void list_handle(agentbus_bus *bus)
+{
+	lock_handles();
+	bus->next_open = handles.first;
+	handles.first = bus;
+	unlock_handles();
+}
+
+static void unlist_handle(agentbus_bus *bus)
+{
+	agentbus_bus **link;
+
+	lock_handles();
+	for (link = &handles.first; *link; link = &(*link)->next_open)
+		if (*link == bus) {
+			*link = bus->next_open;
+			break;
+		}
+	unlock_handles();
+}
+
 int agentbus_open(agentbus_bus **out, const char *name)
 {
 	struct control_request req = { .op = OP_HELLO };
@@ -283,6 +350,9 @@ int agentbus_open(agentbus_bus **out, const char *name)
 
 	if (!out)
 		return set_error(AGENTBUS_E_INVALID, "agentbus_open: bus pointer is NULL");
+	pthread_once(&fork_watch, watch_forks);
+	if (!handles.fork_watched)
+		return set_error(-ENOMEM, "agentbus_open: cannot register the fork handlers");
 	bus = calloc(1, sizeof(*bus));
 	if (!bus)
 		return set_error(-ENOMEM, "out of memory");
@@ -313,6 +383,7 @@ int agentbus_open(agentbus_bus **out, const char *name)
 		agentbus_close(bus);
 		return err;
 	}
+	list_handle(bus);
 	*out = bus;
 	return 0;
 }
@@ -324,20 +395,17 @@ void agentbus_close(agentbus_bus *bus)
 
 	if (!bus)
 		return;
-	if (bus_inherited(bus)) {
-		/* The parent's: no goodbye, no unlink. Closing our copies of the
-		 * descriptors leaves the connection and the flock to the parent
-		 * (both belong to the open file, which it still holds). The lock
-		 * may be held by a parent thread that the child does not have,
-		 * so it is not destroyed. */
-		if (bus->alive_fd >= 0)
-			close(bus->alive_fd);
-	} else {
+	unlist_handle(bus);
+	/* In a child of fork() the handle is the parent's: no goodbye, no
+	 * unlink, and our copies of its descriptors were closed at the fork.
+	 * Its lock may be held by a parent thread that the child does not
+	 * have, so it is not destroyed. */
+	if (!bus_inherited(bus)) {
 		request(bus, &req, &reply);
 		drop_alive_lock(bus);
 		pthread_mutex_destroy(&bus->lock);
+		close(bus->socket_fd);
 	}
-	close(bus->socket_fd);
 	shm_segment_unmap(&bus->bus_map);
 	free(bus);
 }

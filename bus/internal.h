@@ -27,6 +27,7 @@ struct agentbus_bus {
 	struct bus_control *control; /* the spill writer's wake word, the data directory */
 	pthread_mutex_t lock;      /* one request (or reconnection) at a time on socket_fd */
 	int out_of_step;           /* a request timed out: its late reply would answer the next */
+	agentbus_bus *next_open;   /* in the list of open handles (client.c) */
 	pid_t pid;                 /* the process that opened it: a child of fork() may only close it */
 };
 

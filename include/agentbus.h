@@ -114,10 +114,12 @@ typedef struct agentbus_daemon agentbus_daemon;
  * fork(): the handle, and the stream handles and subscriptions opened through
  * it, belong to the process that opened the bus; they stand for its client
  * id, connection, subscription slots and producer slots. A child of fork()
- * opens the bus again for itself. What it inherited it may only close:
- * agentbus_close, agentbus_stream_close and agentbus_sub_close then free the
- * child's memory and descriptors and touch nothing shared, so the parent
- * keeps its connection, subscriptions and claims. Control requests and
+ * opens the bus again for itself. Its copies of the handle's descriptors
+ * (the connection, the alive lock) are closed in the child at the fork, so
+ * that a parent that dies is seen dead while the child lives on. What it
+ * inherited it may only close: agentbus_close, agentbus_stream_close and
+ * agentbus_sub_close then free the child's memory and touch nothing shared,
+ * so the parent keeps its connection, subscriptions and claims. Control requests and
  * agentbus_stream_open / agentbus_subscribe on an inherited handle fail with
  * AGENTBUS_E_INVALID ("bus handle opened by pid X used in pid Y: open the bus
  * again after fork()"), and so do publishes and claims: they would go out

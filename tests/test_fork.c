@@ -7,6 +7,9 @@
  * stream, which touches neither the ring nor the intent slot of the parent's
  * thread.
  *
+ * A process that died is seen dead even though a child it forked lives on
+ * with copies of its descriptors (they are closed in the child at the fork).
+ *
  * The test forks bare, so this process must run no thread: the daemon is a
  * child process (this program re-executed, as in test_daemon_kill.c).
  */
@@ -104,6 +107,58 @@ static int child(agentbus_bus *bus, agentbus_stream *stream, agentbus_sub *sub)
 	return T_PASS;
 }
 
+/*
+ * A process that subscribed, forked a child and then died: the daemon must
+ * see it dead while the child lives on (the child's copy of its connection
+ * used to keep it open), and free its subscription. Returns once it has,
+ * or fails; the child is killed either way.
+ */
+static void check_dead_parent_not_kept_alive(agentbus_stream *stream)
+{
+	pid_t *grandchild = mmap(NULL, sizeof(pid_t), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct t_deadline d;
+	agentbus_stream *s;
+	agentbus_bus *bus;
+	agentbus_sub *sub;
+	pid_t parent;
+	int status;
+
+	T_ASSERT(grandchild != MAP_FAILED);
+	*grandchild = 0;
+	fflush(NULL);
+	parent = fork();
+	T_ASSERTF(parent >= 0, "fork: %s", strerror(errno));
+	if (parent == 0) {
+		/* Another client: subscribes, forks a child that lives on, dies. */
+		if (agentbus_open(&bus, t_state.bus_name) != 0 ||
+		    agentbus_stream_open(bus, STREAM, &s) != 0 || agentbus_subscribe(s, NULL, &sub) != 0)
+			_exit(T_FAIL);
+		parent = fork();
+		if (parent == 0) {
+			d = t_deadline_ms(30000); /* killed long before */
+			while (!t_expired(&d))
+				t_sleep_us(10000);
+			_exit(T_PASS);
+		}
+		*grandchild = parent;
+		_exit(parent > 0 ? T_PASS : T_FAIL);
+	}
+	status = t_wait_child(parent, 20000);
+	T_ASSERTF(status == T_PASS && *grandchild > 0, "the subscribing process ended with %d",
+		  status);
+	T_ASSERT(subscriptions(stream) >= 1);
+	d = t_deadline_ms(5000);
+	while (subscriptions(stream) != 1 && !t_expired(&d))
+		t_sleep_us(5000);
+	kill(*grandchild, SIGKILL);
+	T_ASSERTF(subscriptions(stream) == 1, "%u subscriptions 5 s after a subscriber died "
+		  "leaving a child of fork() alive, want 1 (the daemon still takes it for alive)",
+		  subscriptions(stream));
+	munmap(grandchild, sizeof(pid_t));
+	printf("ok - a subscriber that died is seen dead while its child of fork() lives on\n");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_role roles[] = { { "daemon", role_daemon } };
@@ -163,6 +218,7 @@ int main(int argc, char **argv)
 	T_OK(agentbus_stream_create(bus, "fork-after", &small));
 	T_OK(agentbus_stream_delete(bus, "fork-after"));
 	printf("ok - the parent's subscription, intent slot, alive file and connection are intact\n");
+	check_dead_parent_not_kept_alive(stream);
 
 	agentbus_sub_close(sub);
 	agentbus_stream_close(stream);
