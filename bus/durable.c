@@ -7,6 +7,9 @@
  *   D2' seq_cst increment of durability_waiters, then re-reading the
  *       positions: pairs with the spill writer's store then seq_cst bump of
  *       durability_signal and load of durability_waiters.
+ *   D3' acquire load of spill_error, then error_seq, then the position
+ *       again: pairs with the spill writer's release stores of error_seq
+ *       then spill_error (D3), made after the positions it had reached.
  */
 #include <errno.h>
 
@@ -23,7 +26,13 @@ static void wake_spill_writer(agentbus_bus *bus)
 	futex_wake_all(&bus->control->spill_wakeup);
 }
 
-/* 1 when reached, 0 not yet, < 0 the spill writer's error for @seq. */
+/*
+ * 1 when reached, 0 not yet, < 0 the spill writer's error for @seq. The
+ * error seen (D3') comes with its own seq or a newer one, and the position
+ * is loaded again before failing: it may have passed @seq after the first
+ * load and before the error was published (a record WRITTEN, then an
+ * fdatasync failed before it), and a level reached is never failed.
+ */
 static int reached(agentbus_stream *stream, uint64_t seq, const uint64_t *position_seq)
 {
 	struct stream_control *c = stream->control;
@@ -31,11 +40,13 @@ static int reached(agentbus_stream *stream, uint64_t seq, const uint64_t *positi
 
 	if (load_seq_cst(position_seq) > seq)
 		return 1;
-	err = load_acquire(&c->spill_error);
-	if (err && load_acquire(&c->error_seq) <= seq)
-		return set_error(err, "stream '%s': seq %llu cannot reach the log: %s", stream->name,
-				 (unsigned long long)seq, agentbus_strerror(err));
-	return 0;
+	err = load_acquire(&c->spill_error); /* D3' */
+	if (!err || load_acquire(&c->error_seq) > seq)
+		return 0;
+	if (load_seq_cst(position_seq) > seq)
+		return 1;
+	return set_error(err, "stream '%s': seq %llu cannot reach the log: %s", stream->name,
+			 (unsigned long long)seq, agentbus_strerror(err));
 }
 
 static int wait_level(agentbus_stream *stream, uint64_t seq, const uint64_t *position_seq,

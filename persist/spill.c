@@ -22,11 +22,14 @@
  * would hide the hole. The frames are still in the ring when their
  * fdatasync completes: the tether is the synced position.
  *
- * The error word (*spill_error, *error_seq) says what holds the stream back.
- * A corrupt frame in the ring wins: it stops the stream until someone fixes
- * it, so it stays reported as long as the scan is stuck there. An I/O error
- * (a failed write or fdatasync, retried every RETRY_NS) is reported when no
- * corrupt frame is, and always told to the operator's log.
+ * The error word (*spill_error, *error_seq) says what holds the stream back
+ * first. An I/O error (a failed write or fdatasync, retried every RETRY_NS)
+ * sits where the frames written (or synced) in order end, at or before a
+ * corrupt frame the scan is stuck at, so it is shown while it lasts: a
+ * publisher waiting for a record before the corrupt frame must fail too
+ * (agentbus_commit() waits with no time limit). Once it clears, the corrupt
+ * frame is shown, as long as the scan is stuck there: it stops the stream
+ * until someone fixes it. Every I/O error is told to the operator's log.
  *
  * Removing a stream waits for its I/O in flight, but not forever for a
  * write that keeps failing (a full disk): see spill_remove_stream().
@@ -41,6 +44,13 @@
  *       *durability_signal (seq_cst) and a wake if *durability_waiters:
  *       pairs with the waiter's seq_cst increment of durability_waiters then
  *       re-check (bus/durable.c), so no wake-up is lost.
+ *   D3  release store of *error_seq, then of *spill_error (publish_error(),
+ *       after the positions reached): pairs with D3' in bus/durable.c, the
+ *       acquire load of *spill_error, then *error_seq and the position. A
+ *       code is never seen with a seq older than its own, nor with positions
+ *       older than when it was published. *error_seq is stored only with a
+ *       code, never by a clear, so an older code seen with a newer seq still
+ *       fails only records that something held back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,20 +163,24 @@ static void signal_waiters(struct spill_stream *s)
 }
 
 /*
- * Publish what holds the stream back: the corrupt frame if the scan is stuck
- * at one, else the I/O error (0 when none). Whoever sees the error finds
- * its seq (release, paired with the acquire loads in bus/durable.c). While
- * CORRUPT is shown, a publisher waiting for a record before the corrupt one
- * is not failed by an I/O error: it waits for the retry, or its deadline.
+ * Publish what holds the stream back first: the I/O error if there is one
+ * before the corrupt frame (or no corrupt frame), else the corrupt frame the
+ * scan is stuck at, else nothing (0). Publishers waiting for a record at or
+ * after the seq shown fail with the code shown; those before it go on
+ * waiting. A clear leaves *error_seq as it was (D3).
  */
 static void publish_error(struct spill_stream *s)
 {
-	store_release(s->src.error_seq, s->corrupt ? s->corrupt_seq : s->error_seq);
-	store_release(s->src.spill_error, s->corrupt ? AGENTBUS_E_CORRUPT : s->error);
+	int io_first = s->error && (!s->corrupt || s->error_seq < s->corrupt_seq);
+	int32_t code = io_first ? s->error : s->corrupt ? AGENTBUS_E_CORRUPT : 0;
+
+	if (code)
+		store_release(s->src.error_seq, io_first ? s->error_seq : s->corrupt_seq); /* D3 */
+	store_release(s->src.spill_error, code); /* D3 */
 	signal_waiters(s);
 }
 
-/* An I/O error: told to the operator, published unless a corrupt frame is. */
+/* An I/O error: told to the operator, and published (publish_error()). */
 static void set_error(struct spill_writer *w, struct spill_stream *s, int err, uint64_t seq,
 		      const char *what)
 {

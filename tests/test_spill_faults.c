@@ -25,6 +25,10 @@
  *    held back, then failed; fsync INTERVAL, where only the roll syncs): they
  *    used to be written at write completion, so after a power loss an entry
  *    could point past a hole of lost log pages, which recovery then missed;
+ *  - with every write failing and a bad frame after the records, the full
+ *    disk is shown (it holds the stream back first), not CORRUPT: waiters for
+ *    the records before the frame were never failed (agentbus_commit() hung);
+ *    CORRUPT is shown once the disk has room;
  *  - removing a stream whose writes fail forever (a full disk) returns: the
  *    daemon stopping (DETACH) gives up after a few seconds, a deletion at
  *    once; both say so, and cut the log where the records written in order
@@ -244,6 +248,36 @@ static int32_t spill_error(void)
 }
 
 /*
+ * Spill the rig's ring as stream @name into the new log directory @dir, with
+ * its words @words (several streams may spill the same ring: the spill
+ * writer only reads it).
+ */
+static void add_stream(const char *name, const char *dir, struct words *words,
+		       enum spill_fsync fsync, uint32_t interval_ms, struct spill_stream **stream)
+{
+	struct spill_source src = { .ring_size = RING, .max_record = 8192, .fsync = fsync,
+				    .fsync_interval_ms = interval_ms,
+				    .segment_size = rig.segment_size ? rig.segment_size : SEGMENT };
+	struct log_recovery rec;
+
+	memset(words, 0, sizeof(*words));
+	T_ASSERT(mkdir(dir, 0700) == 0);
+	snprintf(src.name, sizeof(src.name), "%s", name);
+	snprintf(src.log_dir, sizeof(src.log_dir), "%s", dir);
+	src.ring = rig.ring;
+	src.spill_position = &words->spill_position;
+	src.written_position = &words->written_position;
+	src.written_seq = &words->written_seq;
+	src.synced_seq = &words->synced_seq;
+	src.error_seq = &words->error_seq;
+	src.spill_error = &words->spill_error;
+	src.durability_signal = &words->durability_signal;
+	src.durability_waiters = &words->durability_waiters;
+	T_OK(log_recover(dir, &rec, NULL, NULL));
+	T_OK(spill_add_stream(rig.writer, &src, &rec, 0, 1, stream));
+}
+
+/*
  * A fresh log directory, ring and spill writer with one stream "s", whose
  * ring holds @frames records before the spill writer sees it (so that its
  * first round submits them all at once).
@@ -251,37 +285,17 @@ static int32_t spill_error(void)
 static void rig_start(const char *name, enum spill_fsync fsync, uint32_t interval_ms,
 		      unsigned frames)
 {
-	struct spill_source src = { .ring_size = RING, .max_record = 8192, .fsync = fsync,
-				    .fsync_interval_ms = interval_ms,
-				    .segment_size = rig.segment_size ? rig.segment_size : SEGMENT };
-	struct log_recovery rec;
-
-	memset(&rig.words, 0, sizeof(rig.words));
 	rig.ring = aligned_alloc(4096, 2 * RING);
 	T_ASSERT(rig.ring);
 	memset(rig.ring, 0, 2 * RING);
 	rig.next_position = 0;
 	rig.next_seq = 1;
 	snprintf(rig.dir, sizeof(rig.dir), "%s/%s", t_state.data_dir, name);
-	T_ASSERT(mkdir(rig.dir, 0700) == 0);
-
-	snprintf(src.name, sizeof(src.name), "s");
-	snprintf(src.log_dir, sizeof(src.log_dir), "%s", rig.dir);
-	src.ring = rig.ring;
-	src.spill_position = &rig.words.spill_position;
-	src.written_position = &rig.words.written_position;
-	src.written_seq = &rig.words.written_seq;
-	src.synced_seq = &rig.words.synced_seq;
-	src.error_seq = &rig.words.error_seq;
-	src.spill_error = &rig.words.spill_error;
-	src.durability_signal = &rig.words.durability_signal;
-	src.durability_waiters = &rig.words.durability_waiters;
 	add_frames(frames);
 	if (rig.bad_frame_at_start)
 		add_bad_frame();
-	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
 	T_OK(spill_writer_start(&rig.writer, &rig.wakeup, &rig.asleep, log_message, NULL));
-	T_OK(spill_add_stream(rig.writer, &src, &rec, 0, 1, &rig.stream));
+	add_stream("s", rig.dir, &rig.words, fsync, interval_ms, &rig.stream);
 }
 
 static void report_problem(void *arg, const struct log_problem *problem)
@@ -441,6 +455,9 @@ static void check_corrupt_stays(const uint64_t *w, const char *what, uint64_t wa
 	T_EQ(word(w), want);
 	fix_bad_frame();
 	wait_for(w, what, want + 1);
+	/* A clear leaves the seq: a waiter that still sees the old code must
+	 * not find an older seq with it (an I/O error's, or 0) and fail. */
+	T_EQ(word(&rig.words.error_seq), want);
 }
 
 /*
@@ -470,6 +487,54 @@ static void test_corrupt_outlasts_fsync_error(void)
 	release_fsync(-EIO);
 	check_corrupt_stays(&rig.words.synced_seq, "synced_seq", 5);
 	T_ASSERT(said("fdatasync of the log failed at seq 1"));
+	rig_stop(6);
+}
+
+/* Wait (bounded) until the error word of @w shows @err at @seq. */
+static void wait_error(const struct words *w, int32_t err, uint64_t seq)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+
+	while (__atomic_load_n(&w->spill_error, __ATOMIC_ACQUIRE) != err ||
+	       word(&w->error_seq) != seq) {
+		T_ASSERTF(!t_expired(&d), "the error word is %d (%s) at seq %" PRIu64 " after %d "
+			  "ms; want %d (%s) at seq %" PRIu64 " (written_seq %" PRIu64 ")",
+			  __atomic_load_n(&w->spill_error, __ATOMIC_ACQUIRE),
+			  agentbus_strerror(__atomic_load_n(&w->spill_error, __ATOMIC_ACQUIRE)),
+			  word(&w->error_seq), WAIT_MS, err, agentbus_strerror(err), seq,
+			  word(&w->written_seq));
+		t_sleep_us(2000);
+	}
+}
+
+/*
+ * fsync NEVER, every write failing with ENOSPC, a bad frame after four good
+ * ones: the first round finds the frame, then the write of the four fails.
+ * What holds the stream back first is the full disk, at seq 1: it is shown
+ * (CORRUPT at seq 5 was, so a waiter for seq 1-4 was never failed and
+ * agentbus_commit() hung), through the retries too. Once the disk has room,
+ * CORRUPT at seq 5 is shown; once the frame is good, the stream goes on.
+ */
+static void test_write_error_before_corrupt(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+	int failures;
+
+	atomic_store(&fail_all_writes, 1);
+	rig.bad_frame_at_start = 1;
+	rig_start("write-before-corrupt", SPILL_FSYNC_NEVER, 0, 4);
+	wait_error(&rig.words, -ENOSPC, 1);
+	T_ASSERT(said("corrupt frame at seq 5"));
+	failures = atomic_load(&writes_seen) + 2;
+	while (atomic_load(&writes_seen) < failures) {
+		T_ASSERTF(!t_expired(&d), "the failed write was not retried within %d ms", WAIT_MS);
+		t_sleep_us(2000);
+	}
+	T_EQ(spill_error(), -ENOSPC);
+	T_EQ(word(&rig.words.error_seq), 1);
+	T_EQ(word(&rig.words.written_seq), 1);
+	atomic_store(&fail_all_writes, 0);
+	check_corrupt_stays(&rig.words.written_seq, "written_seq", 5);
 	rig_stop(6);
 }
 
@@ -681,6 +746,7 @@ int main(int argc, char **argv)
 	RUN_IF_NAMED(test_never_corrupt_stays);
 	RUN_IF_NAMED(test_corrupt_outlasts_write_error);
 	RUN_IF_NAMED(test_corrupt_outlasts_fsync_error);
+	RUN_IF_NAMED(test_write_error_before_corrupt);
 	RUN_IF_NAMED(test_roll_fdatasync_fails);
 	RUN_IF_NAMED(test_segment_create_fails);
 	RUN_IF_NAMED(test_batch_index_after_sync);
