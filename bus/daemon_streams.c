@@ -74,6 +74,10 @@ static void unwatch(struct agentbus_daemon *d, struct watched_stream *w)
 
 void daemon_unwatch_all(struct agentbus_daemon *d)
 {
+	/* A full disk then holds the stop back a few seconds, not that per stream
+	 * (with dozens, past a service manager's stop timeout). */
+	if (d->spill)
+		spill_writer_stopping(d->spill);
 	while (d->stream_count)
 		unwatch(d, &d->streams[0]);
 }

@@ -32,7 +32,8 @@
  * until someone fixes it. Every I/O error is told to the operator's log.
  *
  * Removing a stream waits for its I/O in flight, but not forever for a
- * write that keeps failing (a full disk): see spill_remove_stream().
+ * write that keeps failing (a full disk): see spill_remove_stream() and
+ * spill_writer_stopping().
  *
  * Synchronising edges:
  *   D0  acquire load of a frame's tag: pairs with the producer's commit CAS
@@ -75,7 +76,7 @@
 #define BUSY_WAIT_NS 200000ll      /* wait for completions at most this long */
 #define IDLE_WAIT_NS 1000000ll     /* memory-level records reach the log within ~1 ms */
 #define RETRY_NS 100000000ull      /* after an I/O error, try again this much later */
-#define GIVE_UP_NS 3000000000ull   /* a stream detached: retry failed writes this long */
+#define GIVE_UP_NS (SPILL_GIVE_UP_MS * 1000000ull)
 #define FSYNC_BIT 0x10u
 #define SLOT_MASK 0x0fu
 
@@ -127,6 +128,7 @@ struct spill_writer {
 	pthread_cond_t removed;
 	struct spill_stream *streams;
 	int stop;
+	uint64_t give_up_ns;                /* spill_writer_stopping(): detaches give up then */
 	unsigned inflight;                  /* SQEs whose CQE has not been seen */
 	uint32_t *wakeup, *asleep;
 	void (*log)(void *arg, const char *message);
@@ -625,7 +627,8 @@ static void retry_failed(struct spill_writer *w, struct spill_stream *s)
 /*
  * A stream being removed stops retrying its failed writes: at once if it is
  * being deleted (nobody will read its log), after GIVE_UP_NS if it is only
- * detached (the daemon stops; a disk that stays full must not hang it).
+ * detached (the daemon stops; a disk that stays full must not hang it), or
+ * at the writer's deadline (spill_writer_stopping()) if that comes first.
  */
 static int giving_up(const struct spill_stream *s, uint64_t now)
 {
@@ -715,11 +718,10 @@ static void give_up_writes(struct spill_writer *w, struct spill_stream *s)
 		    "seq %llu on were never written, and are gone with the stream", s->src.name,
 		    agentbus_strerror(s->error), (unsigned long long)s->done_seq);
 	else
-		say(w, "stream '%s': gave up writing the log after %llu s (%s): records from seq "
-		    "%llu on are not in it; they stay in shared memory, and the next daemon "
-		    "writes them from the log's end (lost if shared memory goes first, e.g. in a "
-		    "reboot)", s->src.name, GIVE_UP_NS / 1000000000ull,
-		    agentbus_strerror(s->error), (unsigned long long)s->done_seq);
+		say(w, "stream '%s': gave up writing the log (%s): records from seq %llu on are "
+		    "not in it; they stay in shared memory, and the next daemon writes them from "
+		    "the log's end (lost if shared memory goes first, e.g. in a reboot)",
+		    s->src.name, agentbus_strerror(s->error), (unsigned long long)s->done_seq);
 }
 
 /* Drop streams being removed once nothing of theirs is in flight and
@@ -929,6 +931,14 @@ void spill_stream_frontier(struct spill_writer *w, struct spill_stream *s, uint6
 	pthread_mutex_unlock(&w->lock);
 }
 
+void spill_writer_stopping(struct spill_writer *w)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->give_up_ns)
+		w->give_up_ns = now_ns() + GIVE_UP_NS;
+	pthread_mutex_unlock(&w->lock);
+}
+
 void spill_remove_stream(struct spill_writer *w, struct spill_stream *s, enum spill_remove how)
 {
 	struct spill_stream *t;
@@ -937,7 +947,7 @@ void spill_remove_stream(struct spill_writer *w, struct spill_stream *s, enum sp
 	pthread_mutex_lock(&w->lock);
 	s->removing = 1;
 	s->remove_how = how;
-	s->give_up_ns = now_ns() + GIVE_UP_NS;
+	s->give_up_ns = w->give_up_ns ? w->give_up_ns : now_ns() + GIVE_UP_NS;
 	for (;;) {
 		for (present = 0, t = w->streams; t; t = t->next)
 			present |= t == s;

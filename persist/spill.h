@@ -73,15 +73,27 @@ enum spill_remove {
 	SPILL_REMOVE_DELETE = 1, /* the stream and its log are being deleted */
 };
 
+/* How long a detached stream's failed writes are retried. */
+#define SPILL_GIVE_UP_MS 3000
+
 /*
  * Stop spilling a stream: waits for its I/O in flight, closes its log.
- * Writes that failed (a full disk) are retried for a few seconds if @how is
- * DETACH, not at all if DELETE; then they are given up, told to the log
- * callback, and the log is cut where the records written in order end. The
- * records after it are still in the ring: a later daemon writes them.
+ * Writes that failed (a full disk) are retried for SPILL_GIVE_UP_MS if @how
+ * is DETACH (or until the deadline of spill_writer_stopping(), if earlier),
+ * not at all if DELETE; then they are given up, told to the log callback,
+ * and the log is cut where the records written in order end. The records
+ * after it are still in the ring: a later daemon writes them.
  */
 void spill_remove_stream(struct spill_writer *writer, struct spill_stream *stream,
 			 enum spill_remove how);
+
+/*
+ * The owner is about to remove every stream (it stops): from now on, a
+ * DETACH retries failed writes until SPILL_GIVE_UP_MS after this call at
+ * most, so that removing the streams one after another on a full disk takes
+ * that long in all, not that long for each. Calling it again changes nothing.
+ */
+void spill_writer_stopping(struct spill_writer *writer);
 
 /* The next frame the spill writer waits for (its position and seq): the
  * daemon looks there for holes left by dead producers. */

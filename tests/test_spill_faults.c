@@ -33,7 +33,9 @@
  *    daemon stopping (DETACH) gives up after a few seconds, a deletion at
  *    once; both say so, and cut the log where the records written in order
  *    end (the rest stays in the ring). It used to wait forever; a watchdog
- *    thread fails the test instead of letting it hang.
+ *    thread fails the test instead of letting it hang;
+ *  - a daemon stopping with three such streams gives up after those few
+ *    seconds in all (spill_writer_stopping()), not after that per stream.
  *
  * Every log is checked by log_verify() and log_recover() when its rig stops.
  *
@@ -55,7 +57,7 @@
 #define FRAME 4096u
 #define SEGMENT (16 * FRAME)
 #define WAIT_MS 5000
-#define REMOVE_WAIT_MS 30000 /* the watchdog of a removal (it gives up after 3 s) */
+#define REMOVE_WAIT_MS 30000 /* the watchdog of a removal (it gives up after SPILL_GIVE_UP_MS) */
 
 /* The words a stream keeps in shared memory, here in private memory. */
 struct words {
@@ -598,6 +600,76 @@ static void test_delete_disk_full(void)
 			    "are gone with the stream");
 }
 
+/* The log in @dir ends at seq @end (exclusive), intact; then it goes. */
+static void check_log_and_remove(const char *dir, uint64_t end)
+{
+	struct log_recovery rec;
+
+	T_EQ(log_verify(dir, report_problem, NULL), 0);
+	T_OK(log_recover(dir, &rec, NULL, NULL));
+	T_EQ(rec.next_seq, end);
+	T_EQ(rec.truncated_bytes, 0);
+	t_remove_tree(dir);
+}
+
+/*
+ * Three streams on one writer (over the same ring), two records written,
+ * then every write fails with ENOSPC and three more are published: removing
+ * the streams one after another, as a stopping daemon does after
+ * spill_writer_stopping(), gives up after SPILL_GIVE_UP_MS in all. Each
+ * removal used to retry for that long on its own, so a daemon with dozens
+ * of streams on a full disk outlasted a service manager's stop timeout.
+ */
+static void test_stop_disk_full(void)
+{
+	struct t_deadline d = t_deadline_ms(WAIT_MS);
+	static const char *const names[3] = { "s", "s1", "s2" };
+	struct spill_stream *streams[3];
+	struct words words[2], *all[3] = { &rig.words, &words[0], &words[1] };
+	char dirs[2][LOG_PATH_LEN], message[64];
+	uint64_t start, took_ms;
+	pthread_t watchdog;
+	unsigned i;
+
+	rig_start("stop-full", SPILL_FSYNC_NEVER, 0, 2);
+	streams[0] = rig.stream;
+	for (i = 0; i < 2; i++) {
+		T_ASSERT(snprintf(dirs[i], sizeof(dirs[i]), "%s-%s", rig.dir, names[i + 1]) <
+			 (int)sizeof(dirs[i]));
+		add_stream(names[i + 1], dirs[i], &words[i], SPILL_FSYNC_NEVER, 0, &streams[i + 1]);
+	}
+	for (i = 0; i < 3; i++)
+		while (word(&all[i]->written_seq) < 3) {
+			T_ASSERTF(!t_expired(&d), "stream %u: written_seq %" PRIu64 " after %d ms, "
+				  "want 3", i, word(&all[i]->written_seq), WAIT_MS);
+			t_sleep_us(2000);
+		}
+	atomic_store(&fail_all_writes, 1);
+	add_frames(3);
+	for (i = 0; i < 3; i++)
+		wait_error(all[i], -ENOSPC, 3);
+	T_EQ(pthread_create(&watchdog, NULL, removal_watchdog, NULL), 0);
+	start = t_now_ns();
+	spill_writer_stopping(rig.writer);
+	for (i = 0; i < 3; i++)
+		spill_remove_stream(rig.writer, streams[i], SPILL_REMOVE_DETACH);
+	took_ms = (t_now_ns() - start) / 1000000u;
+	atomic_store(&removal_returned, 1);
+	T_EQ(pthread_join(watchdog, NULL), 0);
+	/* Generous: one after another they take 3 x SPILL_GIVE_UP_MS. */
+	T_ASSERTF(took_ms < 2 * SPILL_GIVE_UP_MS, "removing 3 streams on a full disk took %"
+		  PRIu64 " ms, want less than %d (SPILL_GIVE_UP_MS %d in all)", took_ms,
+		  2 * SPILL_GIVE_UP_MS, SPILL_GIVE_UP_MS);
+	for (i = 0; i < 3; i++) {
+		snprintf(message, sizeof(message), "stream '%s': gave up writing the log", names[i]);
+		T_ASSERTF(said(message), "the spill writer did not say \"%s\"", message);
+		T_EQ(word(&all[i]->written_seq), 3);
+	}
+	for (i = 0; i < 2; i++)
+		check_log_and_remove(dirs[i], 3);
+	rig_finish(3);
+}
+
 /*
  * fsync INTERVAL (rarely: only the roll syncs here): the fdatasync of a full
  * segment fails. Before the segment is reported synced, everything since the
@@ -753,5 +825,6 @@ int main(int argc, char **argv)
 	RUN_IF_NAMED(test_interval_index_at_roll);
 	RUN_IF_NAMED(test_detach_disk_full);
 	RUN_IF_NAMED(test_delete_disk_full);
+	RUN_IF_NAMED(test_stop_disk_full);
 	return t_done();
 }
