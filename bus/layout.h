@@ -120,7 +120,8 @@ struct stream_control {
 	uint64_t written_seq;      /* every record below this seq is written to the log */
 	uint64_t synced_seq;       /* every record below this seq is synced */
 	uint64_t error_seq;        /* spill_error holds back records from this seq on */
-	int32_t spill_error;       /* 0, or -errno of the write/fsync that failed last */
+	int32_t spill_error;       /* 0, or what holds the log back first: -errno of a
+				    * failed write or fsync, or AGENTBUS_E_CORRUPT */
 	uint32_t durability_signal; /* futex word: bumped when any of the above change */
 	uint32_t durability_waiters; /* publishers asleep on durability_signal */
 	uint64_t written_position; /* the log holds every frame below (stored before written_seq) */
