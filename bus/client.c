@@ -80,12 +80,57 @@ static int daemon_gone_error(int err)
 }
 
 /*
+ * Hold <bus dir>/clients/<id> locked for as long as we live. Our socket
+ * tells this daemon when we die; the lock tells a later one (after this
+ * daemon was restarted), which must not free the slots or claims of a
+ * client that is still running.
+ */
+static int alive_lock_path(const agentbus_bus *bus, char path[PATH_LEN])
+{
+	int n = snprintf(path, PATH_LEN, "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id);
+
+	return n < 0 || n >= PATH_LEN ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Tell the daemon at the other end of @fd our client id, which our claims
+ * and subscription slots carry (a hello would give us a new one). It takes
+ * the id while we hold its alive lock and no other connection has it; then
+ * the closing of @fd is our death notice to it, as after a hello.
+ */
+static int reattach(agentbus_bus *bus, int fd)
+{
+	struct control_request req = { .magic = PROTOCOL_MAGIC, .op = OP_REATTACH,
+				       .pid = (int32_t)bus->pid, .client_id = bus->client_id };
+	struct control_reply reply;
+	ssize_t n = send(fd, &req, sizeof(req), MSG_NOSIGNAL);
+	int answered = 0;
+
+	if (n == (ssize_t)sizeof(req)) {
+		do
+			n = recv(fd, &reply, sizeof(reply), 0);
+		while (n < 0 && errno == EINTR);
+		answered = n == (ssize_t)sizeof(reply);
+	}
+	if (!answered)
+		return set_error(AGENTBUS_E_NO_DAEMON, "the daemon of bus '%s' is gone and the "
+				 "next one did not answer (the next request tries again)",
+				 bus->name);
+	if (reply.status != 0) {
+		reply.message[sizeof(reply.message) - 1] = '\0';
+		return set_error(AGENTBUS_E_NO_DAEMON, "the next daemon of bus '%s' does not take "
+				 "this handle back: %s; close it and open the bus again", bus->name,
+				 reply.message);
+	}
+	return 0;
+}
+
+/*
  * Connect again, to whichever daemon serves the bus now, in place of a
- * connection whose daemon is gone. The descriptor keeps its number (dup3
- * swaps the socket under it), since reconnect_if_daemon_gone() polls
- * socket_fd without our lock. No hello: it would give us a new client id,
- * while our claims and subscription slots carry the one we have. The new daemon takes that id
- * for a live client's as long as we hold its alive lock (hold_alive_lock).
+ * connection whose daemon is gone (or dropped us). The descriptor keeps its
+ * number (dup3 swaps the socket under it), since reconnect_if_daemon_gone()
+ * polls socket_fd without our lock. Under our client id (reattach), once
+ * we have one: before our hello there is nothing to keep.
  */
 static int reconnect(agentbus_bus *bus)
 {
@@ -96,8 +141,14 @@ static int reconnect(agentbus_bus *bus)
 				 "(the next request tries again)", bus->name, bus->dir);
 	if (err)
 		return err;
-	if (dup3(fd, bus->socket_fd, O_CLOEXEC) < 0)
+	if (bus->alive_fd >= 0)
+		err = reattach(bus, fd);
+	if (!err && dup3(fd, bus->socket_fd, O_CLOEXEC) < 0)
 		err = set_error(-errno, "dup3: %s", strerror(errno));
+	/* A late reply of a request that timed out would have come on the old
+	 * socket, which is gone now. */
+	if (!err)
+		bus->out_of_step = 0;
 	close(fd);
 	return err;
 }
@@ -236,19 +287,6 @@ int bus_segment_map(const char *bus_dir, struct shm_mapping *map, struct bus_con
 	}
 	(*control)->data_dir[sizeof((*control)->data_dir) - 1] = '\0';
 	return 0;
-}
-
-/*
- * Hold <bus dir>/clients/<id> locked for as long as we live. Our socket
- * tells this daemon when we die; the lock tells a later one (after this
- * daemon was restarted), which must not free the slots or claims of a
- * client that is still running.
- */
-static int alive_lock_path(const agentbus_bus *bus, char path[PATH_LEN])
-{
-	int n = snprintf(path, PATH_LEN, "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id);
-
-	return n < 0 || n >= PATH_LEN ? -ENAMETOOLONG : 0;
 }
 
 static int hold_alive_lock(agentbus_bus *bus)

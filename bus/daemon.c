@@ -54,11 +54,11 @@ void daemon_warn(struct agentbus_daemon *d, const char *fmt, ...)
 }
 
 /*
- * Is client @id of an earlier daemon still alive? Each client holds its file
- * in CLIENTS_DIR locked (the kernel drops the lock when the process dies,
+ * Does client @id hold its alive lock? Each client holds its file in
+ * CLIENTS_DIR locked (the kernel drops the lock when the process dies,
  * however it dies), so a lock we can take, or no file, means it is gone.
  */
-static int probe_earlier_client(const struct agentbus_daemon *d, uint32_t id)
+static int probe_alive_lock(const struct agentbus_daemon *d, uint32_t id)
 {
 	char path[PATH_LEN];
 	int fd, alive;
@@ -75,39 +75,55 @@ static int probe_earlier_client(const struct agentbus_daemon *d, uint32_t id)
 	return alive;
 }
 
+/* The cache entry of an earlier daemon's client @id, or the least recently
+ * checked one, to be reused for it. */
+static struct earlier_client *earlier_entry(struct agentbus_daemon *d, uint32_t id)
+{
+	struct earlier_client *oldest = &d->earlier[0];
+	size_t i;
+
+	for (i = 0; i < EARLIER_CLIENTS_CACHED; i++) {
+		if (d->earlier[i].id == id)
+			return &d->earlier[i];
+		if (d->earlier[i].checked_ns < oldest->checked_ns)
+			oldest = &d->earlier[i];
+	}
+	return oldest;
+}
+
 /* The cached answer for an earlier daemon's client; a death is final. */
 static int earlier_client_alive(struct agentbus_daemon *d, uint32_t id)
 {
 	uint64_t now = monotonic_ns();
-	struct earlier_client *e, *oldest = &d->earlier[0];
+	struct earlier_client *e = earlier_entry(d, id);
+
+	if (e->id != id || (e->alive && now - e->checked_ns >= EARLIER_CLIENT_RECHECK_NS))
+		*e = (struct earlier_client){ id, probe_alive_lock(d, id), now };
+	return e->alive;
+}
+
+static int own_client_id(const struct agentbus_daemon *d, uint32_t id)
+{
+	return id >= d->first_client_id && id < d->next_client_id;
+}
+
+static struct client *connected_client(struct agentbus_daemon *d, uint32_t id)
+{
 	size_t i;
 
-	for (i = 0; i < EARLIER_CLIENTS_CACHED; i++) {
-		e = &d->earlier[i];
-		if (e->id == id) {
-			if (e->alive && now - e->checked_ns >= EARLIER_CLIENT_RECHECK_NS) {
-				e->alive = probe_earlier_client(d, id);
-				e->checked_ns = now;
-			}
-			return e->alive;
-		}
-		if (e->checked_ns < oldest->checked_ns)
-			oldest = e;
-	}
-	*oldest = (struct earlier_client){ id, probe_earlier_client(d, id), now };
-	return oldest->alive;
+	for (i = 0; i < d->client_count; i++)
+		if (d->clients[i].id == id)
+			return &d->clients[i];
+	return NULL;
 }
 
 int daemon_client_alive(struct agentbus_daemon *d, uint32_t id)
 {
-	size_t i;
-
 	if (id == 0)
 		return 0;
-	for (i = 0; i < d->client_count; i++)
-		if (d->clients[i].id == id)
-			return 1;
-	if (id >= d->first_client_id && id < d->next_client_id)
+	if (connected_client(d, id))
+		return 1;
+	if (own_client_id(d, id))
 		return 0; /* ours, and its connection is gone */
 	return earlier_client_alive(d, id);
 }
@@ -125,6 +141,36 @@ static uint32_t assign_client_id(struct agentbus_daemon *d)
 	if (pwrite(d->lock_fd, &d->next_client_id, sizeof(d->next_client_id), 0) < 0)
 		daemon_log(d, "cannot persist client id counter: %s", strerror(errno));
 	return id;
+}
+
+/*
+ * A client whose connection ended while it lived (its daemon died, or we
+ * dropped it) connects again and takes back @req->client_id, which its
+ * claims and slots carry, so that this connection's closing is its death
+ * notice, as after a hello. Only a live holder of the id may: its alive
+ * file is locked, and no connection has the id. A client of an earlier
+ * incarnation of the bus (destroyed, then made anew: ids start again)
+ * checks that the file at the id's path is its own before it asks.
+ */
+static int reattach_client(struct agentbus_daemon *d, struct client *c,
+			   const struct control_request *req)
+{
+	uint32_t id = req->client_id;
+
+	if (c->id)
+		return set_error(AGENTBUS_E_PROTOCOL, "client %u asked to be client %u", c->id, id);
+	if (id == 0)
+		return set_error(AGENTBUS_E_PROTOCOL, "reattach without a client id");
+	if (connected_client(d, id))
+		return set_error(AGENTBUS_E_INVALID, "client %u of bus '%s' is connected already",
+				 id, d->bus);
+	if (!probe_alive_lock(d, id))
+		return set_error(AGENTBUS_E_INVALID, "no live client %u on bus '%s' "
+				 "(%s/%s/%u is not locked)", id, d->bus, d->dir, CLIENTS_DIR, id);
+	c->id = id;
+	c->pid = req->pid;
+	daemon_log(d, "client %u (pid %d) attached again", c->id, (int)c->pid);
+	return 0;
 }
 
 static void handle_request(struct agentbus_daemon *d, struct client *c,
@@ -153,6 +199,9 @@ static void handle_request(struct agentbus_daemon *d, struct client *c,
 		c->said_goodbye = 1;
 		err = 0;
 		break;
+	case OP_REATTACH:
+		err = reattach_client(d, c, req);
+		break;
 	default:
 		err = set_error(AGENTBUS_E_PROTOCOL, "unknown request %u", req->op);
 	}
@@ -175,6 +224,10 @@ static void client_died(struct agentbus_daemon *d, size_t index)
 		return;
 	}
 	d->last_death_ns = monotonic_ns();
+	/* An earlier daemon's client that attached again: its lock may not be
+	 * released yet, and a probe would take it for alive for a while. */
+	if (!own_client_id(d, c.id))
+		*earlier_entry(d, c.id) = (struct earlier_client){ c.id, 0, d->last_death_ns };
 	daemon_log(d, "client %u (pid %d) is gone", c.id, (int)c.pid);
 	for (i = 0; i < d->stream_count; i++)
 		unblock_stream(d, &d->streams[i]);

@@ -23,13 +23,21 @@ enum control_op {
 	OP_STREAM_CREATE = 2, /* name, config */
 	OP_STREAM_DELETE = 3, /* name */
 	OP_GOODBYE = 4,       /* a clean close: holds nothing, so it is no death */
+	OP_REATTACH = 5,      /* client_id: a client of an earlier connection (its daemon
+			       * died, or dropped it) takes its id back, instead of a hello */
 };
+
+/*
+ * OP_REATTACH came later than the rest, in a field that was reserved (zero),
+ * so the layout and PROTOCOL_MAGIC stayed: a daemon from before refuses it
+ * as an unknown request (AGENTBUS_E_PROTOCOL).
+ */
 
 struct control_request {
 	uint32_t magic;
 	uint32_t op;          /* enum control_op */
 	int32_t pid;          /* for logs only: pids repeat across containers */
-	uint32_t reserved;
+	uint32_t client_id;   /* OP_REATTACH: the id the client holds its alive lock for */
 	struct agentbus_stream_config config; /* OP_STREAM_CREATE; no pointers inside */
 	char name[64];        /* NUL-terminated */
 };

@@ -28,7 +28,9 @@
  *   - A producer killed between claiming space and committing it leaves a hole.
  *     The daemon turns it into a gap as soon as it sees the producer's socket
  *     close: readers skip it and count it (agentbus_stream_info.gaps). A gap
- *     is never delivered as a record.
+ *     is never delivered as a record. A producer that outlived an earlier
+ *     daemon and has not reconnected since (see agentbus_open) has no socket
+ *     to the daemon: its death is seen from its lock file, within 50 ms.
  *   - A subscriber killed while reading releases its place in the stream, so
  *     it never holds producers back.
  *   - Shared memory lives in /dev/shm/agentbus-<uid>/<bus>/ (override with
@@ -95,7 +97,10 @@ typedef struct agentbus_daemon agentbus_daemon;
  * do. When the daemon dies and another starts for the bus, the next request
  * connects to the new daemon by itself, under the same client id, so that
  * the new daemon knows the handle's subscriptions and claims for a live
- * client's. In detail, a request that finds its daemon gone:
+ * client's (it takes the id back while the handle holds the id's lock file
+ * and no other connection has it), and from then on learns of the handle's
+ * death from its socket, as of any client's.
+ * In detail, a request that finds its daemon gone:
  *   - before sending: reconnects and is sent to the new daemon, once;
  *     AGENTBUS_E_NO_DAEMON if none listens (each later request tries again);
  *   - after sending, with no answer: fails with AGENTBUS_E_NO_DAEMON and a

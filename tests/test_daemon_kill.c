@@ -18,6 +18,8 @@
  * stays). After each restart the logs are replayed from their files and
  * every acknowledged record is looked up there; a new publish must take the
  * next sequence number. At the end agentbus_verify() must find no problem.
+ * Around that: clients that outlive a daemon reattach to the next one under
+ * their client id.
  *
  * AGENTBUS_KILL_ROUNDS sets the rounds (default 5); AGENTBUS_TEST_SEED
  * repeats a run's random timings.
@@ -30,12 +32,16 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "bus/internal.h"
+#include "bus/protocol.h"
 #include "durability.h"
 
 #define STREAM_BATCH "kill-b"   /* fsync batch: WRITTEN and SYNCED producers */
 #define STREAM_NEVER "kill-n"   /* fsync never: WRITTEN producers */
 #define STREAM_KEEP "kill-keep" /* overflow block: subscriptions that outlive a daemon */
 #define STREAM_AGAIN "kill-again" /* made by a client of a killed daemon, through the next */
+#define STREAM_CLAIM "kill-claim" /* a claim left by a client that reattached, then died */
+#define STREAM_DROP "kill-drop"   /* subscribed to by a client its daemon dropped */
 #define PRODUCER_COUNT 5
 #define MIN_ACKS 20             /* each producer's, before the daemon is killed */
 #define ROUND_BASE 1000000u     /* key index of round r starts at r * ROUND_BASE */
@@ -217,6 +223,86 @@ static int role_subscriber(const char *arg)
 		return T_FAIL;
 	for (;;)
 		pause();
+}
+
+/* What the claimer child and the test tell each other (t_shared). */
+struct claimer_talk {
+	int32_t step;       /* CLAIMER_*, set by the claimer */
+	int32_t go;         /* 1: the next daemon serves the bus (set by the test) */
+	int32_t keeper;     /* pid of the claimer's child that keeps its alive lock */
+	uint32_t client_id; /* the claimer's */
+};
+
+enum { CLAIMER_OPEN = 1, CLAIMER_CLAIMED = 2, CLAIMER_FAILED = 3 };
+
+static struct claimer_talk *claimer_talk(void)
+{
+	return t_shared(sizeof(struct claimer_talk));
+}
+
+/* A child that keeps @bus's alive lock (the flock belongs to the open file,
+ * which it shares with its parent) but not its connection. */
+static pid_t keep_alive_lock(agentbus_bus *bus, struct claimer_talk *talk)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		close(bus->socket_fd);
+		/* Bounded, and holding no output open, should the test fail
+		 * before it kills us. */
+		close(STDOUT_FILENO);
+		close(STDERR_FILENO);
+		alarm(60);
+		__atomic_store_n(&talk->keeper, getpid(), __ATOMIC_RELEASE);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+/*
+ * Opens the bus under one daemon; once the test says the next one serves it,
+ * makes a control request (which reattaches it there), claims a record
+ * without committing it, and waits to be killed. A child of its own keeps
+ * its alive lock, so that only its closed socket can tell the daemon that
+ * it died.
+ */
+static int role_claimer(const char *arg)
+{
+	struct claimer_talk *talk = claimer_talk();
+	struct t_deadline d = t_deadline_ms(60000);
+	struct agentbus_message m = t_msg("kill.claim", NULL, 0);
+	struct agentbus_claim claim;
+	agentbus_stream *stream;
+	agentbus_bus *bus;
+	int r;
+
+	(void)arg;
+	r = open_bus(t_state.bus_name, &bus, 10000);
+	if (r == 0)
+		r = agentbus_stream_open(bus, STREAM_CLAIM, &stream);
+	if (r != 0)
+		goto fail;
+	talk->client_id = bus->client_id;
+	__atomic_store_n(&talk->step, CLAIMER_OPEN, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&talk->go, __ATOMIC_ACQUIRE) && !t_expired(&d))
+		t_sleep_us(2000);
+	r = agentbus_stream_create(bus, STREAM_CLAIM, NULL);
+	if (r != AGENTBUS_E_EXISTS)
+		goto fail;
+	r = agentbus_claim(stream, &m, 64, T_WAIT_MS, &claim);
+	if (r != 0 || keep_alive_lock(bus, talk) < 0)
+		goto fail;
+	while (!__atomic_load_n(&talk->keeper, __ATOMIC_ACQUIRE) && !t_expired(&d))
+		t_sleep_us(2000);
+	__atomic_store_n(&talk->step, CLAIMER_CLAIMED, __ATOMIC_RELEASE);
+	while (!t_expired(&d))
+		t_sleep_us(100000);
+	return T_FAIL;
+fail:
+	fprintf(stderr, "claimer: %d (%s): %s\n", r, agentbus_strerror(r), agentbus_last_error());
+	__atomic_store_n(&talk->step, CLAIMER_FAILED, __ATOMIC_RELEASE);
+	return T_FAIL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -483,17 +569,29 @@ static void wait_subscriptions(agentbus_stream *s, uint32_t want, const char *wh
 	}
 }
 
-/* A stand-in for a daemon that reads one request and dies before answering. */
+/* A stand-in for a daemon that takes a client back (its reattach), reads
+ * its next request and dies before answering. */
 struct dropper {
 	int listen_fd;     /* bound where the daemon's socket is */
 	ssize_t received;  /* bytes of the request it took; -1 if none came in 10 s */
 };
 
+/* Wait (10 s at most) for a message on @fd and read it into @request. */
+static ssize_t receive_one(int fd, struct control_request *request)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, 10000) != 1)
+		return -1;
+	return recv(fd, request, sizeof(*request), 0);
+}
+
 static void *drop_one_request(void *arg)
 {
 	struct dropper *dr = arg;
 	struct pollfd p = { .fd = dr->listen_fd, .events = POLLIN };
-	char request[4096];
+	struct control_reply welcome = { .magic = PROTOCOL_MAGIC };
+	struct control_request request;
 	int fd;
 
 	dr->received = -1;
@@ -502,9 +600,10 @@ static void *drop_one_request(void *arg)
 	fd = accept4(dr->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	p = (struct pollfd){ .fd = fd, .events = POLLIN };
-	if (poll(&p, 1, 10000) == 1)
-		dr->received = recv(fd, request, sizeof(request), 0);
+	dr->received = receive_one(fd, &request);
+	if (dr->received == (ssize_t)sizeof(request) && request.op == OP_REATTACH)
+		dr->received = send(fd, &welcome, sizeof(welcome), MSG_NOSIGNAL) ==
+			       (ssize_t)sizeof(welcome) ? receive_one(fd, &request) : -1;
 	close(fd);
 	return NULL;
 }
@@ -607,11 +706,106 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	return daemon;
 }
 
+/* Wait (bounded) for the claimer to reach @step. */
+static void wait_claimer(struct claimer_talk *talk, int32_t step)
+{
+	struct t_deadline d = t_deadline_ms(20000);
+	int32_t now;
+
+	while ((now = __atomic_load_n(&talk->step, __ATOMIC_ACQUIRE)) != step) {
+		T_ASSERTF(now != CLAIMER_FAILED, "the claimer failed (see its message above)");
+		T_ASSERTF(!t_expired(&d), "the claimer is at step %d, not %d", now, step);
+		t_sleep_us(2000);
+	}
+}
+
+/*
+ * A client of a killed daemon reattaches to the next one under its client
+ * id: then its socket's closing is its death notice there, as for a client
+ * that said hello. Here the claimer's alive lock outlives it (a child of its
+ * own holds it), so the closed socket is the only notice: its claim must
+ * become a gap. Before reattaching, the next daemon did not know whose the
+ * connection was, and took the claimer for alive as long as the lock was held.
+ */
+static pid_t check_reattached_client_dies(pid_t daemon)
+{
+	struct claimer_talk *talk = claimer_talk();
+	struct t_deadline d = t_deadline_ms(10000);
+	agentbus_stream *s;
+	agentbus_bus *bus;
+	pid_t claimer;
+	uint64_t gaps;
+
+	T_ASSERT(open_bus(t_state.bus_name, &bus, 10000) == 0);
+	d_create(bus, STREAM_CLAIM, &(struct agentbus_stream_config){ .ring_size = 64u << 10 });
+	agentbus_close(bus);
+	claimer = t_spawn("claimer", "");
+	wait_claimer(talk, CLAIMER_OPEN);
+	t_kill_child(daemon);
+	daemon = start_daemon(&bus);
+	s = t_open_stream(bus, STREAM_CLAIM);
+	gaps = d_stat(s).gaps;
+	__atomic_store_n(&talk->go, 1, __ATOMIC_RELEASE);
+	wait_claimer(talk, CLAIMER_CLAIMED);
+	t_kill_child(claimer);
+	while (d_stat(s).gaps == gaps && !t_expired(&d))
+		t_sleep_us(5000);
+	kill(__atomic_load_n(&talk->keeper, __ATOMIC_ACQUIRE), SIGKILL);
+	T_ASSERTF(d_stat(s).gaps == gaps + 1, "the claim of reattached client %u, killed, is "
+		  "not a gap after 10 s (%" PRIu64 " gaps)", talk->client_id, d_stat(s).gaps);
+	printf("# the claim of a client that reattached to the next daemon, then died, is a gap\n");
+	agentbus_stream_close(s);
+	agentbus_close(bus);
+	return daemon;
+}
+
+/* Wait (bounded) until @bus's connection is closed by the daemon. */
+static void wait_hung_up(agentbus_bus *bus)
+{
+	struct pollfd p = { .fd = bus->socket_fd, .events = POLLRDHUP };
+
+	T_ASSERTF(poll(&p, 1, 10000) == 1 && (p.revents & (POLLHUP | POLLRDHUP)),
+		  "the daemon did not drop a client that sent it garbage");
+}
+
+/*
+ * A live daemon that drops a live client (here for a malformed request) takes
+ * it for dead; when the client reconnects under the same id, the daemon must
+ * know it for alive again, or it frees the client's new subscription slot
+ * (the id is one it gave out, and no connection of its has it). Two requests
+ * after subscribing: the daemon's loop looks at the streams after serving
+ * the first, before the second.
+ */
+static void check_dropped_client_reattaches(void)
+{
+	agentbus_stream *s;
+	agentbus_bus *bus;
+	agentbus_sub *sub;
+
+	T_ASSERT(open_bus(t_state.bus_name, &bus, 10000) == 0);
+	d_create(bus, STREAM_DROP, &(struct agentbus_stream_config){ .ring_size = 64u << 10 });
+	s = t_open_stream(bus, STREAM_DROP);
+	T_ASSERT(send(bus->socket_fd, "x", 1, MSG_NOSIGNAL) == 1);
+	wait_hung_up(bus);
+	T_EQ(agentbus_stream_create(bus, STREAM_DROP, NULL), AGENTBUS_E_EXISTS);
+	T_OK(agentbus_subscribe(s, NULL, &sub));
+	T_EQ(agentbus_stream_create(bus, STREAM_DROP, NULL), AGENTBUS_E_EXISTS);
+	T_EQ(agentbus_stream_create(bus, STREAM_DROP, NULL), AGENTBUS_E_EXISTS);
+	T_ASSERTF(d_stat(s).subscriptions == 1, "the daemon freed the subscription of a "
+		  "client it had dropped, which reconnected (%u subscriptions)",
+		  d_stat(s).subscriptions);
+	printf("# a client the daemon dropped reconnected, and the daemon knows it for alive\n");
+	agentbus_sub_close(sub);
+	agentbus_stream_close(s);
+	agentbus_close(bus);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_role roles[] = { { "daemon", role_daemon },
 					       { "producer", role_producer },
-					       { "subscriber", role_subscriber } };
+					       { "subscriber", role_subscriber },
+					       { "claimer", role_claimer } };
 	struct agentbus_stream_config batch = { .ring_size = 1u << 20, .segment_size = 1u << 20,
 						.fsync = AGENTBUS_FSYNC_BATCH };
 	struct agentbus_stream_config never = { .ring_size = 256u << 10, .segment_size = 1u << 20,
@@ -625,10 +819,11 @@ int main(int argc, char **argv)
 	pid_t daemon;
 	int status, problems;
 
-	t_child_dispatch(argc, argv, roles, 3);
+	t_child_dispatch(argc, argv, roles, 4);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("# seed %" PRIu64 " (AGENTBUS_TEST_SEED), %u rounds\n", seed, rounds);
 	t_state.owner = getpid();
+	claimer_talk(); /* before any child: they inherit it */
 	t_make_data_dir();
 	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), "kill");
 	setenv("AGENTBUS_BUS", t_state.bus_name, 1);
@@ -648,6 +843,8 @@ int main(int argc, char **argv)
 	}
 
 	daemon = check_live_clients_outlive_daemon(daemon);
+	daemon = check_reattached_client_dies(daemon);
+	check_dropped_client_reattaches();
 
 	/* A clean stop, then every segment of every log must check out. */
 	kill(daemon, SIGTERM);
