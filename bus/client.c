@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -93,6 +94,22 @@ static int alive_lock_path(const agentbus_bus *bus, char path[PATH_LEN])
 }
 
 /*
+ * The path of our alive file, in @path, if the file there is still ours. It
+ * is not once agentbus_bus_destroy() removed the bus directory: a daemon
+ * started after that makes the bus anew, with client ids from 1 again, so
+ * our id may be a new client's, with its alive file at our path. Our open
+ * alive_fd keeps our file's inode in use: no other file has its dev and ino.
+ */
+static int alive_file_ours(const agentbus_bus *bus, char path[PATH_LEN])
+{
+	struct stat ours, there;
+
+	return alive_lock_path(bus, path) == 0 && fstat(bus->alive_fd, &ours) == 0 &&
+	       lstat(path, &there) == 0 && ours.st_dev == there.st_dev &&
+	       ours.st_ino == there.st_ino;
+}
+
+/*
  * Tell the daemon at the other end of @fd our client id, which our claims
  * and subscription slots carry (a hello would give us a new one). It takes
  * the id while we hold its alive lock and no other connection has it; then
@@ -129,11 +146,13 @@ static int reattach(agentbus_bus *bus, int fd)
  * Connect again, to whichever daemon serves the bus now, in place of a
  * connection whose daemon is gone (or dropped us). The descriptor keeps its
  * number (dup3 swaps the socket under it), since reconnect_if_daemon_gone()
- * polls socket_fd without our lock. Under our client id (reattach), once
+ * polls socket_fd without our lock. Only to the bus we opened, not to one
+ * made anew since under its name, and under our client id (reattach), once
  * we have one: before our hello there is nothing to keep.
  */
 static int reconnect(agentbus_bus *bus)
 {
+	char path[PATH_LEN];
 	int fd, err = connect_daemon(bus->dir, &fd);
 
 	if (err == AGENTBUS_E_NO_DAEMON)
@@ -141,7 +160,13 @@ static int reconnect(agentbus_bus *bus)
 				 "(the next request tries again)", bus->name, bus->dir);
 	if (err)
 		return err;
-	if (bus->alive_fd >= 0)
+	/* Checked after the connect: a daemon that serves us now started
+	 * after any destroy of the bus, since a destroy needs no daemon. */
+	if (bus->alive_fd >= 0 && !alive_file_ours(bus, path))
+		err = set_error(AGENTBUS_E_NO_DAEMON, "bus '%s' was destroyed and created anew "
+				"since this handle opened it: close it and open the bus again",
+				bus->name);
+	if (!err && bus->alive_fd >= 0)
 		err = reattach(bus, fd);
 	if (!err && dup3(fd, bus->socket_fd, O_CLOEXEC) < 0)
 		err = set_error(-errno, "dup3: %s", strerror(errno));
@@ -307,7 +332,7 @@ static void drop_alive_lock(agentbus_bus *bus)
 
 	if (bus->alive_fd < 0)
 		return;
-	if (alive_lock_path(bus, path) == 0)
+	if (alive_file_ours(bus, path))
 		unlink(path);
 	close(bus->alive_fd);
 }

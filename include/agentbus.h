@@ -99,7 +99,11 @@ typedef struct agentbus_daemon agentbus_daemon;
  * the new daemon knows the handle's subscriptions and claims for a live
  * client's (it takes the id back while the handle holds the id's lock file
  * and no other connection has it), and from then on learns of the handle's
- * death from its socket, as of any client's.
+ * death from its socket, as of any client's. Only to the same bus: after
+ * agentbus_bus_destroy(), a daemon makes the bus anew, with client ids from
+ * 1 again; the old handle's requests then fail with AGENTBUS_E_NO_DAEMON
+ * ("bus 'x' was destroyed and created anew since this handle opened it"),
+ * and so do its waits for WRITTEN or SYNCED: close it, open the bus again.
  * In detail, a request that finds its daemon gone:
  *   - before sending: reconnects and is sent to the new daemon, once;
  *     AGENTBUS_E_NO_DAEMON if none listens (each later request tries again);

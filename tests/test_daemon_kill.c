@@ -19,7 +19,7 @@
  * every acknowledged record is looked up there; a new publish must take the
  * next sequence number. At the end agentbus_verify() must find no problem.
  * Around that: clients that outlive a daemon reattach to the next one under
- * their client id.
+ * their client id, and a handle of a bus destroyed and made anew does not.
  *
  * AGENTBUS_KILL_ROUNDS sets the rounds (default 5); AGENTBUS_TEST_SEED
  * repeats a run's random timings.
@@ -800,6 +800,53 @@ static void check_dropped_client_reattaches(void)
 	agentbus_close(bus);
 }
 
+/* Is the file at @bus's alive lock path the one @bus holds? */
+static bool alive_file_is(agentbus_bus *bus)
+{
+	char path[PATH_LEN + 32];
+	struct stat ours, there;
+
+	snprintf(path, sizeof(path), "%s/%s/%u", bus->dir, CLIENTS_DIR, bus->client_id);
+	return fstat(bus->alive_fd, &ours) == 0 && stat(path, &there) == 0 &&
+	       ours.st_dev == there.st_dev && ours.st_ino == there.st_ino;
+}
+
+/*
+ * @old was opened before its daemon stopped; then the bus was destroyed and
+ * a new daemon made it anew, so client ids start again. @old must not
+ * reconnect to that other bus, and closing it must leave alone the alive
+ * file of the new client that has its id.
+ */
+static void check_bus_created_anew(agentbus_bus *old)
+{
+	struct t_deadline d = t_deadline_ms(20000);
+	agentbus_bus *fresh;
+	pid_t daemon;
+	int r, status;
+
+	T_OK(agentbus_bus_destroy(t_state.bus_name));
+	daemon = start_daemon(&fresh);
+	while (fresh->client_id < old->client_id && !t_expired(&d)) {
+		agentbus_close(fresh);
+		T_ASSERT(open_bus(t_state.bus_name, &fresh, 10000) == 0);
+	}
+	T_ASSERTF(fresh->client_id == old->client_id, "new client id %u, old %u",
+		  fresh->client_id, old->client_id);
+	r = agentbus_stream_create(old, STREAM_AGAIN, NULL);
+	T_EQ(r, AGENTBUS_E_NO_DAEMON);
+	T_ASSERTF(strstr(agentbus_last_error(), "created anew"),
+		  "a handle of the destroyed bus, but the error says: %s", agentbus_last_error());
+	agentbus_close(old);
+	T_ASSERTF(alive_file_is(fresh), "closing a handle of the destroyed bus removed the "
+		  "alive file of the new client %u", fresh->client_id);
+	printf("# a handle of a destroyed bus does not reach the bus made anew, nor touch "
+	       "its client of the same id\n");
+	agentbus_close(fresh);
+	kill(daemon, SIGTERM);
+	status = t_wait_child(daemon, 20000);
+	T_ASSERTF(status == T_PASS, "the daemon of the new bus ended with %d on SIGTERM", status);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct t_role roles[] = { { "daemon", role_daemon },
@@ -815,7 +862,7 @@ int main(int argc, char **argv)
 	const char *seed_env = getenv("AGENTBUS_TEST_SEED");
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
 	uint64_t rng = seed | 1;
-	agentbus_bus *bus;
+	agentbus_bus *bus, *old;
 	pid_t daemon;
 	int status, problems;
 
@@ -847,11 +894,13 @@ int main(int argc, char **argv)
 	check_dropped_client_reattaches();
 
 	/* A clean stop, then every segment of every log must check out. */
+	T_ASSERT(open_bus(t_state.bus_name, &old, 10000) == 0);
 	kill(daemon, SIGTERM);
 	status = t_wait_child(daemon, 20000);
 	T_ASSERTF(status == T_PASS, "the last daemon ended with %d on SIGTERM", status);
 	problems = agentbus_verify(t_state.bus_name, t_state.data_dir, NULL, print_problem, NULL);
 	T_ASSERTF(problems == 0, "agentbus_verify found %d problem(s) (%s)", problems,
 		  problems < 0 ? agentbus_strerror(problems) : "see agentbus verify");
+	check_bus_created_anew(old);
 	return t_done();
 }
