@@ -241,13 +241,19 @@ static struct claimer_talk *claimer_talk(void)
 }
 
 /* A child that keeps @bus's alive lock (the flock belongs to the open file,
- * which it shares with its parent) but not its connection. */
+ * which it shares with its parent) but not its connection. Through a copy
+ * of the descriptor: the library closes the child's own copies at the fork. */
 static pid_t keep_alive_lock(agentbus_bus *bus, struct claimer_talk *talk)
 {
-	pid_t pid = fork();
+	int lock_copy = dup(bus->alive_fd);
+	pid_t pid;
 
+	if (lock_copy < 0)
+		return -1;
+	pid = fork();
+	if (pid != 0)
+		close(lock_copy);
 	if (pid == 0) {
-		close(bus->socket_fd);
 		/* Bounded, and holding no output open, should the test fail
 		 * before it kills us. */
 		close(STDOUT_FILENO);
