@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -493,15 +494,12 @@ static void t_on_sanitizer_death(void)
 #endif
 
 /*
- * Start an embedded daemon on bus "t-<tag>-<pid>" and open it. Leftovers
- * of dead earlier runs, and of an earlier run with the same pid, are
- * destroyed first. Returns the open bus (also in t_state.bus).
+ * What every test does first, with or without an embedded daemon: this
+ * process owns the bus "t-<tag>-<pid>" and a private data directory, and
+ * leftovers of dead earlier runs (and of one with the same pid) are gone.
  */
-static inline agentbus_bus *t_setup(const char *tag)
+static inline void t_begin(const char *tag)
 {
-	struct agentbus_daemon_config cfg = { 0 };
-	int r;
-
 	/* line by line, so a crash loses no line of progress in a pipe */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_state.owner = getpid();
@@ -512,6 +510,47 @@ static inline agentbus_bus *t_setup(const char *tag)
 	t_make_data_dir();
 	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), tag);
 	agentbus_bus_destroy(t_state.bus_name);
+}
+
+/*
+ * The role of a daemon in a child process (for tests that kill it, or that
+ * must run no thread themselves): serve until SIGTERM. @arg is the data
+ * directory.
+ */
+static inline int t_role_daemon(const char *arg)
+{
+	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name, .data_dir = arg };
+	agentbus_daemon *daemon;
+	sigset_t set;
+	int sig, r;
+
+	/* Blocked before the daemon's threads exist, so they inherit it. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
+	r = agentbus_daemon_start(&daemon, &cfg);
+	if (r < 0) {
+		fprintf(stderr, "daemon child: start: %d (%s): %s\n", r, agentbus_strerror(r),
+			agentbus_last_error());
+		return T_FAIL;
+	}
+	sigwait(&set, &sig);
+	agentbus_daemon_stop(daemon);
+	return T_PASS;
+}
+
+/*
+ * Start an embedded daemon on bus "t-<tag>-<pid>" and open it. Leftovers
+ * of dead earlier runs, and of an earlier run with the same pid, are
+ * destroyed first. Returns the open bus (also in t_state.bus).
+ */
+static inline agentbus_bus *t_setup(const char *tag)
+{
+	struct agentbus_daemon_config cfg = { 0 };
+	int r;
+
+	t_begin(tag);
 	cfg.bus = t_state.bus_name;
 	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
 	r = agentbus_daemon_start(&t_state.daemon, &cfg);

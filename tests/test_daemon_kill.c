@@ -120,30 +120,6 @@ static int open_bus(const char *name, agentbus_bus **bus, uint64_t timeout_ms)
 /* Children                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* The daemon: serve until SIGTERM. @arg is the data directory. */
-static int role_daemon(const char *arg)
-{
-	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name, .data_dir = arg };
-	agentbus_daemon *daemon;
-	sigset_t set;
-	int sig, r;
-
-	/* Blocked before the daemon's threads exist, so they inherit it. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
-	r = agentbus_daemon_start(&daemon, &cfg);
-	if (r < 0) {
-		fprintf(stderr, "daemon child: start: %d (%s): %s\n", r, agentbus_strerror(r),
-			agentbus_last_error());
-		return T_FAIL;
-	}
-	sigwait(&set, &sig);
-	agentbus_daemon_stop(daemon);
-	return T_PASS;
-}
-
 /* Errors a producer may get because the daemon was killed under it. */
 static bool daemon_death_error(int64_t r)
 {
@@ -855,7 +831,7 @@ static void check_bus_created_anew(agentbus_bus *old)
 
 int main(int argc, char **argv)
 {
-	static const struct t_role roles[] = { { "daemon", role_daemon },
+	static const struct t_role roles[] = { { "daemon", t_role_daemon },
 					       { "producer", role_producer },
 					       { "subscriber", role_subscriber },
 					       { "claimer", role_claimer } };

@@ -22,30 +22,6 @@
 
 #define STREAM "fork"
 
-/* The daemon: serve until SIGTERM. @arg is the data directory. */
-static int role_daemon(const char *arg)
-{
-	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name, .data_dir = arg };
-	agentbus_daemon *daemon;
-	sigset_t set;
-	int sig, r;
-
-	/* Blocked before the daemon's threads exist, so they inherit it. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	cfg.verbose = getenv("AGENTBUS_TEST_VERBOSE") != NULL;
-	r = agentbus_daemon_start(&daemon, &cfg);
-	if (r < 0) {
-		fprintf(stderr, "daemon child: start: %d (%s): %s\n", r, agentbus_strerror(r),
-			agentbus_last_error());
-		return T_FAIL;
-	}
-	sigwait(&set, &sig);
-	agentbus_daemon_stop(daemon);
-	return T_PASS;
-}
-
 /* Start the daemon process and connect to it (bounded). */
 static pid_t start_daemon(agentbus_bus **bus)
 {
@@ -161,7 +137,7 @@ static void check_dead_parent_not_kept_alive(agentbus_stream *stream)
 
 int main(int argc, char **argv)
 {
-	static const struct t_role roles[] = { { "daemon", role_daemon } };
+	static const struct t_role roles[] = { { "daemon", t_role_daemon } };
 	struct agentbus_stream_config small = { .ring_size = AGENTBUS_MIN_RING_SIZE };
 	struct agentbus_record rec;
 	struct intent_slot *intent, before;
@@ -173,15 +149,7 @@ int main(int argc, char **argv)
 	int status;
 
 	t_child_dispatch(argc, argv, roles, 1);
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	t_state.owner = getpid();
-	t_sweep_stale();
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-	__sanitizer_set_death_callback(t_on_sanitizer_death);
-#endif
-	t_make_data_dir();
-	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), "fork");
-	agentbus_bus_destroy(t_state.bus_name);
+	t_begin("fork");
 
 	daemon = start_daemon(&bus);
 	t_create_stream(bus, STREAM, small.ring_size, 0);
