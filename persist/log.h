@@ -68,6 +68,16 @@ int log_segment_paths(const char *dir, uint64_t base_position, char *log_path, c
 int log_segment_create(const char *dir, const char *stream, uint64_t base_position,
 		       uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd);
 
+/*
+ * The writer's lock on a segment: the spill writer holds the segment it
+ * appends to flock'd. The lock lives as long as the open file, and io_uring
+ * writes in flight hold the file open, even once the writer's process has
+ * died: log_wait_for_writer() returns once the last of them has landed, so
+ * that recovery never reads a tail that a dead writer still changes.
+ */
+int log_writer_lock(int log_fd);
+int log_wait_for_writer(const char *log_path, unsigned timeout_ms);
+
 /* fsync directory @dir, so that files made or removed in it stay so. */
 int log_sync_dir(const char *dir);
 

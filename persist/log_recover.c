@@ -18,6 +18,7 @@
 
 #define RECOVERY_READ_AHEAD (64u << 10) /* bytes read at a time scanning a tail */
 #define VERIFY_READ_AHEAD (1u << 20)    /* ... and verifying a whole segment */
+#define WRITER_WAIT_MS 30000u           /* for a dead writer's last writes to land */
 
 typedef void (*report_fn)(void *arg, const char *message);
 
@@ -394,7 +395,13 @@ int log_recover(const char *dir, struct log_recovery *out,
 		return rc;
 	out->first_position = list[0].base_position;
 	out->first_seq = list[0].first_seq;
-	rc = recover_end(dir, list, &n, out, report, arg);
+	/* Writes of a writer that died may still be landing (log.h). */
+	rc = log_wait_for_writer(list[n - 1].log_path, WRITER_WAIT_MS);
+	if (rc == -EBUSY)
+		say(report, arg, "%s: its last writer still holds it after %u s (I/O stuck?)",
+		    list[n - 1].log_path, WRITER_WAIT_MS / 1000);
+	if (!rc)
+		rc = recover_end(dir, list, &n, out, report, arg);
 	if (!rc)
 		total_bytes(list, n, out);
 	free(list);

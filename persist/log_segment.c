@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +44,37 @@ static int write_all(int fd, const void *buf, size_t len, off_t offset)
 		offset += n;
 	}
 	return 0;
+}
+
+int log_writer_lock(int log_fd)
+{
+	/* Not waiting: recovery waited for the last writer, and one daemon
+	 * serves a bus, so only a stuck writer can hold it. */
+	if (flock(log_fd, LOCK_EX | LOCK_NB) != 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	return 0;
+}
+
+int log_wait_for_writer(const char *log_path, unsigned timeout_ms)
+{
+	int fd = open(log_path, O_RDONLY | O_CLOEXEC), err = 0;
+	unsigned waited_ms = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		if (waited_ms++ >= timeout_ms) {
+			err = -EBUSY;
+			break;
+		}
+		usleep(1000);
+	}
+	close(fd); /* and with it the lock: the caller only waited */
+	return err;
 }
 
 int log_sync_dir(const char *dir)
@@ -85,6 +117,11 @@ int log_segment_create(const char *dir, const char *stream, uint64_t base_positi
 	lfd = open(log_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (lfd < 0)
 		return -errno;
+	err = log_writer_lock(lfd);
+	if (err) {
+		close(lfd);
+		return err;
+	}
 	ifd = open(index_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (ifd < 0) {
 		err = -errno;

@@ -877,6 +877,9 @@ static int open_log_end(struct spill_stream *s, const struct log_recovery *rec,
 	free(segments);
 	if (s->log_fd < 0 || s->index_fd < 0)
 		return -errno;
+	err = log_writer_lock(s->log_fd);
+	if (err)
+		return err;
 	s->index_entries = (uint64_t)lseek(s->index_fd, 0, SEEK_END) / sizeof(struct log_index_entry);
 	s->next_index_at = position;
 	s->indexed_position = position;

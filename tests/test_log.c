@@ -2,11 +2,15 @@
  * test_log.c - the log on disk without a daemon: a log written by the test
  * writer (several segments, gaps, an index) read back by the reader, seek
  * by sequence number and by time, the reader's end position, a corrupt
- * record reported and skipped, verify, retention and recovery.
+ * record reported and skipped, verify, retention and recovery (which waits
+ * for the writer's lock, so that a dead writer's last write lands first).
  *
  * Every destructive case works on a copy of the log in the test's own
  * mkdtemp directory, which is removed at the end.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "log_test_writer.h"
 
 #define MAX_RECORD 8192u
@@ -877,6 +881,64 @@ static void test_follow(void)
 	tw_remove_dir(dir);
 }
 
+struct recovery_run {
+	const char *dir;
+	struct log_recovery out;
+	int rc;
+	atomic_int done;
+};
+
+static void *recover_in_thread(void *arg)
+{
+	struct recovery_run *run = arg;
+
+	run->rc = log_recover(run->dir, &run->out, collect, NULL);
+	atomic_store(&run->done, 1);
+	return NULL;
+}
+
+/*
+ * A writer that died with a write in flight: io_uring holds its file open,
+ * and with it the writer's lock, until the write lands. Recovery waits for
+ * the lock, then finds the whole frame (without waiting it cut the frame as
+ * torn, and the late write then landed past the log's new end).
+ */
+static void test_recover_waits_for_writer(const struct tw *w, const char *dir)
+{
+	char copy[LOG_PATH_LEN], path[LOG_PATH_LEN], original[LOG_PATH_LEN];
+	struct recovery_run run = { .dir = NULL };
+	uint64_t start = frame_offset(w, w->count - 1, 17), end;
+	int last = w->segment_count - 1, fd, writer;
+	unsigned char rest[MAX_RECORD + 64];
+	pthread_t thread;
+
+	path_in(copy, "late");
+	tw_copy_dir(dir, copy);
+	segment_path(w, copy, last, path);
+	segment_path(w, dir, last, original);
+	end = frame_offset(w, w->count - 1, w->frames[w->count - 1].len);
+	CHECK(end - start <= sizeof(rest), "last frame too long for the test");
+	fd = open(original, O_RDONLY);
+	CHECK(fd >= 0 && pread(fd, rest, end - start, (off_t)start) == (ssize_t)(end - start),
+	      "read the last frame");
+	close(fd);
+	CHECK(truncate(path, (off_t)start) == 0, "truncate");
+	writer = open(path, O_RDWR);
+	CHECK(writer >= 0 && log_writer_lock(writer) == 0, "the writer's lock");
+
+	run.dir = copy;
+	CHECK(pthread_create(&thread, NULL, recover_in_thread, &run) == 0, "thread");
+	usleep(100000);
+	CHECK(!atomic_load(&run.done), "recovery did not wait for the writer's lock");
+	tw_pwrite(writer, rest, end - start, start); /* the write in flight lands */
+	close(writer);
+	pthread_join(thread, NULL);
+	CHECK(run.rc == 0, "recover: %s", agentbus_strerror(run.rc));
+	check_recovered_end(w, &run.out, w->count);
+	CHECK(run.out.truncated_bytes == 0, "cut %" PRIu64 " bytes", run.out.truncated_bytes);
+	tw_remove_dir(copy);
+}
+
 int main(void)
 {
 	char dir[LOG_PATH_LEN];
@@ -902,6 +964,7 @@ int main(void)
 	test_retention(&w, dir);
 	test_recover_clean(&w, dir);
 	test_recover_torn(&w, dir);
+	test_recover_waits_for_writer(&w, dir);
 	test_recover_empty_last(&w, dir);
 	test_gap_count();
 	test_follow();
