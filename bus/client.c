@@ -109,6 +109,18 @@ static int alive_file_ours(const agentbus_bus *bus, char path[PATH_LEN])
 	       ours.st_ino == there.st_ino;
 }
 
+/* One reply from @fd: the bytes received, 0 if the daemon hung up, or -1
+ * (errno set). */
+static ssize_t recv_reply(int fd, struct control_reply *reply)
+{
+	ssize_t n;
+
+	do
+		n = recv(fd, reply, sizeof(*reply), 0);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
 /*
  * Tell the daemon at the other end of @fd our client id, which our claims
  * and subscription slots carry (a hello would give us a new one). It takes
@@ -120,15 +132,9 @@ static int reattach(agentbus_bus *bus, int fd)
 	struct control_request req = { .magic = PROTOCOL_MAGIC, .op = OP_REATTACH,
 				       .pid = (int32_t)bus->pid, .client_id = bus->client_id };
 	struct control_reply reply;
-	ssize_t n = send(fd, &req, sizeof(req), MSG_NOSIGNAL);
-	int answered = 0;
+	int answered = send(fd, &req, sizeof(req), MSG_NOSIGNAL) == (ssize_t)sizeof(req) &&
+		       recv_reply(fd, &reply) == (ssize_t)sizeof(reply);
 
-	if (n == (ssize_t)sizeof(req)) {
-		do
-			n = recv(fd, &reply, sizeof(reply), 0);
-		while (n < 0 && errno == EINTR);
-		answered = n == (ssize_t)sizeof(reply);
-	}
 	if (!answered)
 		return set_error(AGENTBUS_E_NO_DAEMON, "the daemon of bus '%s' is gone and the "
 				 "next one did not answer (the next request tries again)",
@@ -244,9 +250,7 @@ static int exchange(agentbus_bus *bus, const struct control_request *req,
 	if (n != (ssize_t)sizeof(*req))
 		return set_error(AGENTBUS_E_NO_DAEMON, "cannot send to the daemon of bus '%s': %s",
 				 bus->name, n < 0 ? strerror(errno) : "short send");
-	do
-		n = recv(bus->socket_fd, reply, sizeof(*reply), 0);
-	while (n < 0 && errno == EINTR);
+	n = recv_reply(bus->socket_fd, reply);
 	err = n < 0 ? errno : 0;
 	/* A reply that comes later would answer the next request. */
 	bus->out_of_step = err == EAGAIN || err == EWOULDBLOCK;
@@ -343,7 +347,8 @@ static void drop_alive_lock(agentbus_bus *bus)
  * connection open and its lock held, and a parent that died would pass for
  * alive (its claims never gapped, its slots never freed) until the child
  * ended. The fork handlers hold the list's lock across fork(), so the child
- * finds the list whole.
+ * finds the list whole. They are registered by the first agentbus_open(),
+ * before any thread can publish (and cache an intent slot).
  */
 static struct {
 	pthread_mutex_t lock;
@@ -362,10 +367,13 @@ static void unlock_handles(void)
 	pthread_mutex_unlock(&handles.lock);
 }
 
-/* In the child of fork(): the parent's descriptors are the parent's. */
-static void close_inherited_descriptors(void)
+/* In the child of fork(): the parent's descriptors, and the intent slots
+ * the forking thread cached, are the parent's. */
+static void forget_parent_handles(void)
 {
 	agentbus_bus *bus;
+
+	intent_forget_after_fork();
 
 	for (bus = handles.first; bus; bus = bus->next_open) {
 		close(bus->socket_fd);
@@ -380,7 +388,7 @@ static void close_inherited_descriptors(void)
 static void watch_forks(void)
 {
 	handles.fork_watched =
-		pthread_atfork(lock_handles, unlock_handles, close_inherited_descriptors) == 0;
+		pthread_atfork(lock_handles, unlock_handles, forget_parent_handles) == 0;
 }
 
 static void list_handle(agentbus_bus *bus)

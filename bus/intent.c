@@ -17,11 +17,11 @@
  * says so in `intentless`, and the daemon falls back on its old rule.
  *
  * A child of fork() inherits its parent's handles and the forking thread's
- * cache of slots. It forgets the cache (forget_after_fork), so that each of
- * its publishes through an inherited handle comes here, finds the handle
- * inherited and fails: it neither writes into its parent thread's slot nor
- * publishes in its parent's name. Publishing never asks getpid() once a
- * thread's slot is cached.
+ * cache of slots. It forgets the cache (intent_forget_after_fork(), from the
+ * fork handler in bus/client.c), so that each of its publishes through an
+ * inherited handle comes here, finds the handle inherited and fails: it
+ * neither writes into its parent thread's slot nor publishes in its parent's
+ * name. Publishing never asks getpid() once a thread's slot is cached.
  *
  * Edge I1: the release store of `position` after seq/len/count, followed by
  * the seq_cst tail CAS, pairs with the daemon's seq_cst read of the tail and
@@ -31,7 +31,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -48,20 +47,12 @@ struct intent_cache_entry {
 static __thread struct intent_cache_entry cache[INTENT_CACHE];
 static __thread unsigned cache_next;
 static __thread uint32_t my_thread;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-static int fork_watched;     /* forget_after_fork() runs in every child of fork() */
 
-/* In the child: its one thread is not the one whose cache and tid it has. */
-static void forget_after_fork(void)
+void intent_forget_after_fork(void)
 {
 	memset(cache, 0, sizeof(cache));
 	cache_next = 0;
 	my_thread = 0;
-}
-
-static void watch_forks(void)
-{
-	fork_watched = pthread_atfork(NULL, NULL, forget_after_fork) == 0;
 }
 
 static uint32_t thread_id(void)
@@ -131,9 +122,6 @@ int intent_for_thread(agentbus_stream *stream, struct intent_slot **intent)
 				*intent = &stream->control->intents[cache[i].index];
 			return 0;
 		}
-	/* Before this thread caches anything, so that every fork forgets it.
-	 * Without the handler (out of memory) nothing is cached. */
-	pthread_once(&fork_watch, watch_forks);
 	/* A child's publish would go out under its parent's client id, which
 	 * lives on after the child dies: a frame it left unmarked would hold
 	 * the stream up for good. Nothing is cached: it is asked every time. */
@@ -143,10 +131,8 @@ int intent_for_thread(agentbus_stream *stream, struct intent_slot **intent)
 	index = find_held(stream);
 	if (index == NO_SLOT)
 		index = claim_free(stream);
-	if (fork_watched) {
-		e = &cache[cache_next++ % INTENT_CACHE];
-		*e = (struct intent_cache_entry){ stream->handle_id, index };
-	}
+	e = &cache[cache_next++ % INTENT_CACHE];
+	*e = (struct intent_cache_entry){ stream->handle_id, index };
 	if (index != NO_SLOT)
 		*intent = &stream->control->intents[index];
 	return 0;

@@ -166,6 +166,8 @@ int intent_for_thread(agentbus_stream *stream, struct intent_slot **intent);
 void intent_state(struct intent_slot *in, uint64_t position, uint64_t seq, uint64_t len,
 		  uint64_t count);
 void release_intents(agentbus_stream *stream);
+/* In a child of fork(): its thread's cached slots are its parent thread's. */
+void intent_forget_after_fork(void);
 void wake_sleepers(struct stream_control *control);
 
 /* clock.c */
