@@ -76,9 +76,8 @@ static int rp_fill(const struct rp_opts *o, agentbus_stream *stream)
 	if (seq < 0)
 		return dur_fail("agentbus_publish_batch", (int)seq);
 	/*
-	 * SYNCED, not WRITTEN: a replay ends at the stream's spill_position,
-	 * which (fsync batch) is the synced position, so right after a WRITTEN
-	 * wait it can stop short of records already written. The files stay
+	 * A replay ends at the written position, so WRITTEN would do; SYNCED
+	 * also keeps a later fdatasync out of the timed replay. The files stay
 	 * in the page cache either way.
 	 */
 	seq = agentbus_wait_durable(stream, (uint64_t)seq, AGENTBUS_DURABILITY_SYNCED, 120000);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_internal.h"
 #include "durability.h"
@@ -20,13 +19,6 @@ struct rr_opts {
 	int records;
 	int json;
 };
-
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Publish with random gaps; returns the last seq, or < 0. */
 static int64_t rr_publish(const struct rr_opts *o, agentbus_stream *stream)
@@ -39,7 +31,7 @@ static int64_t rr_publish(const struct rr_opts *o, agentbus_stream *stream)
 	srand(42);
 	for (int i = 0; i < o->records; i++) {
 		if (i)
-			sleep_ns(mean_gap * (uint64_t)(rand() % 2001) / 1000u);
+			bench_sleep_ns(mean_gap * (uint64_t)(rand() % 2001) / 1000u);
 		seq = agentbus_publish(stream, &m, 1000);
 		if (seq < 0)
 			return dur_fail("publish", (int)seq);
@@ -47,7 +39,8 @@ static int64_t rr_publish(const struct rr_opts *o, agentbus_stream *stream)
 	return seq;
 }
 
-/* Replay at the original rate; *err_span is |replayed - original| / original. */
+/* Replay at the original rate: the spans of the original run and of the
+ * replay, and the worst error of a single gap between two records. */
 static int rr_replay(struct dur_bus *b, int records, double *original_s, double *replayed_s,
 		     double *worst_gap_ms)
 {
@@ -124,6 +117,8 @@ int bench_replay_rate_main(int argc, char **argv)
 	last = rr_publish(&o, b.stream);
 	rc = last < 0 ? -1 : agentbus_wait_durable(b.stream, (uint64_t)last,
 						   AGENTBUS_DURABILITY_WRITTEN, 10000);
+	if (rc < 0 && last >= 0)
+		dur_fail("wait durable", rc);
 	if (rc == 0)
 		rc = rr_replay(&b, o.records, &original, &replayed, &worst_gap_ms);
 	dur_cleanup(&b);

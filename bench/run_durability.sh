@@ -2,8 +2,9 @@
 # run_durability.sh - round-robin runs of the durability benchmarks (issue 3,
 # point 8 and 5d), one JSON line per run in $OUT (default
 # bench/results/durability-<date>.jsonl), tagged with the round, the command
-# and the load average. ROUNDS (default 5) sets how many rounds; B the binary
-# (default build/agentbus). Each run is bounded by `timeout 300`.
+# and the load average, then the median ratios per command. ROUNDS (default
+# 5) sets how many rounds; B the binary (default build/agentbus). Each run is
+# bounded by `timeout 300`.
 set -u
 B=${B:-build/agentbus}
 ROUNDS=${ROUNDS:-5}
@@ -21,3 +22,18 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 echo "$OUT"
+# The medians over the rounds, per command: `synced`'s p50 against a raw
+# append + fdatasync, and the other benchmarks' ratios to their baselines.
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    if row["r"]:
+        runs.setdefault(row["cmd"], []).append(row["r"])
+for cmd, rows in runs.items():
+    for key in ("p50_ratio", "ratio", "synced_ratio"):
+        vals = [r[key] for r in rows if key in r]
+        if vals:
+            print(f"{cmd}: median {key} {statistics.median(vals):.3f} over {len(vals)} runs")
+PY

@@ -268,7 +268,6 @@ int cli_parse_u64(const char *text, uint64_t *value)
 	return 0;
 }
 
-/* The multiplier of a size suffix ("", K, M, G, T, KiB, MiB, GiB, TiB), or 0 if bad. */
 /* The decimal number at the start of @text, and where its unit begins.
  * Returns 0, or -1 for no digits, too many, or an overflow. */
 static int number_then_unit(const char *text, uint64_t *number, const char **unit)
@@ -288,6 +287,7 @@ static int number_then_unit(const char *text, uint64_t *number, const char **uni
 	return cli_parse_u64(digits, number);
 }
 
+/* The multiplier of a size suffix ("", K, M, G, T, KiB, MiB, GiB, TiB), or 0 if bad. */
 static uint64_t size_multiplier(const char *suffix)
 {
 	unsigned shift;

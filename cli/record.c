@@ -1,7 +1,8 @@
 /*
  * record.c - what `sub` and `replay` share: printing a record, one line for
- * a human or one JSON object, and stopping cleanly on SIGINT/SIGTERM. Both commands print the same format, so a replay can
- * be piped into whatever reads a subscription.
+ * a human or one JSON object, and stopping cleanly on SIGINT/SIGTERM. Both
+ * commands print the same format, so a replay can be piped into whatever
+ * reads a subscription.
  */
 #include <signal.h>
 #include <string.h>

@@ -139,11 +139,8 @@ static void take_result(struct audit *audit, const struct agentbus_record *recor
 }
 
 /*
- * Wait until every record published on stream @name is in its log, so the
- * replay sees the whole run. SYNCED, not WRITTEN: a replay opened with a bus
- * handle stops at the spill writer's tether, which (with the streams' default
- * fsync of BATCH) moves only once an fdatasync has covered the records;
- * after a WRITTEN wait it could still end short of the last records.
+ * Wait until every record published on stream @name is written to its log,
+ * so the replay (which ends where the log is written) sees the whole run.
  * Returns 0 or -1.
  */
 static int wait_written(agentbus_bus *bus, const char *name)
@@ -156,7 +153,7 @@ static int wait_written(agentbus_bus *bus, const char *name)
 		goto failed;
 	err = agentbus_stream_stat(stream, &info);
 	if (err == 0 && info.next_seq > 1)
-		err = agentbus_wait_durable(stream, info.next_seq - 1, AGENTBUS_DURABILITY_SYNCED,
+		err = agentbus_wait_durable(stream, info.next_seq - 1, AGENTBUS_DURABILITY_WRITTEN,
 					    AUDIT_DURABLE_TIMEOUT_MS);
 	agentbus_stream_close(stream);
 	if (err == 0)

@@ -404,6 +404,28 @@ static inline void t_shm_user_dir(char *out, size_t len)
 		snprintf(out, len, "/dev/shm/agentbus-%u", (unsigned)getuid());
 }
 
+/* This test's bus's shared-memory directory (its daemon's socket is there too). */
+static inline void t_bus_shm_dir(char *dir, size_t len)
+{
+	char shm[256];
+
+	t_shm_user_dir(shm, sizeof(shm));
+	snprintf(dir, len, "%s/%s", shm, t_state.bus_name);
+}
+
+/* Remove this test's bus's shared memory, as a reboot would; the logs stay. */
+static inline void t_remove_bus_shm(void)
+{
+	char dir[512];
+
+	t_bus_shm_dir(dir, sizeof(dir));
+	if (access(dir, F_OK) != 0)
+		t_fail(__FILE__, __LINE__, "no shared memory at %s", dir);
+	t_remove_tree(dir);
+	if (access(dir, F_OK) == 0)
+		t_fail(__FILE__, __LINE__, "cannot remove %s", dir);
+}
+
 /* The pid at the end of "<prefix><pid>" or "<prefix><pid>-<suffix>", or 0. */
 static inline pid_t t_name_pid(const char *name, const char *prefix)
 {
@@ -538,6 +560,29 @@ static inline int t_role_daemon(const char *arg)
 	sigwait(&set, &sig);
 	agentbus_daemon_stop(daemon);
 	return T_PASS;
+}
+
+/* Open bus @name, waiting (bounded) for a daemon that is starting. */
+static inline int t_open_bus(const char *name, agentbus_bus **bus, uint64_t timeout_ms)
+{
+	struct t_deadline d = t_deadline_ms(timeout_ms);
+	int r;
+
+	while ((r = agentbus_open(bus, name)) == AGENTBUS_E_NO_DAEMON && !t_expired(&d))
+		t_sleep_us(5000);
+	return r;
+}
+
+/* Start a daemon child process (role "daemon": t_role_daemon) and connect
+ * to it. Returns its pid. */
+static inline pid_t t_start_daemon_child(agentbus_bus **bus)
+{
+	pid_t pid = t_spawn("daemon", t_state.data_dir);
+	int r = t_open_bus(t_state.bus_name, bus, 20000);
+
+	if (r != 0)
+		t_fail(__FILE__, __LINE__, "no daemon: %d (%s)", r, agentbus_strerror(r));
+	return pid;
 }
 
 /*

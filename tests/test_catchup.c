@@ -564,16 +564,12 @@ static agentbus_bus *reboot_daemon(void)
 {
 	struct agentbus_daemon_config cfg = { .bus = t_state.bus_name,
 					      .data_dir = t_state.data_dir };
-	char shm[256], dir[512];
 
 	agentbus_close(t_state.bus);
 	t_state.bus = NULL;
 	agentbus_daemon_stop(t_state.daemon);
 	t_state.daemon = NULL;
-	t_shm_user_dir(shm, sizeof(shm));
-	snprintf(dir, sizeof(dir), "%s/%s", shm, t_state.bus_name);
-	t_remove_tree(dir);
-	T_ASSERTF(access(dir, F_OK) != 0, "cannot remove %s", dir);
+	t_remove_bus_shm();
 	T_OK(agentbus_daemon_start(&t_state.daemon, &cfg));
 	T_OK(agentbus_open(&t_state.bus, t_state.bus_name));
 	return t_state.bus;

@@ -105,17 +105,6 @@ static void append_ack(int fd, const struct ack *a)
 	}
 }
 
-/* Open the bus, waiting (bounded) for a daemon that is starting. */
-static int open_bus(const char *name, agentbus_bus **bus, uint64_t timeout_ms)
-{
-	struct t_deadline d = t_deadline_ms(timeout_ms);
-	int r;
-
-	while ((r = agentbus_open(bus, name)) == AGENTBUS_E_NO_DAEMON && !t_expired(&d))
-		t_sleep_us(5000);
-	return r;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Children                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -146,7 +135,7 @@ static int role_producer(const char *arg)
 		return T_FAIL;
 	ack_path(path, sizeof(path), id, producer_plan[id].stream);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	r = fd < 0 ? -errno : open_bus(t_state.bus_name, &bus, 10000);
+	r = fd < 0 ? -errno : t_open_bus(t_state.bus_name, &bus, 10000);
 	if (r == 0)
 		r = agentbus_stream_open(bus, producer_plan[id].stream, &stream);
 	if (r < 0) {
@@ -193,7 +182,7 @@ static int role_subscriber(const char *arg)
 	agentbus_bus *bus;
 
 	(void)arg;
-	if (open_bus(t_state.bus_name, &bus, 10000) != 0 ||
+	if (t_open_bus(t_state.bus_name, &bus, 10000) != 0 ||
 	    agentbus_stream_open(bus, STREAM_KEEP, &stream) != 0 ||
 	    agentbus_subscribe(stream, NULL, &sub) != 0)
 		return T_FAIL;
@@ -260,7 +249,7 @@ static int role_claimer(const char *arg)
 	int r;
 
 	(void)arg;
-	r = open_bus(t_state.bus_name, &bus, 10000);
+	r = t_open_bus(t_state.bus_name, &bus, 10000);
 	if (r == 0)
 		r = agentbus_stream_open(bus, STREAM_CLAIM, &stream);
 	if (r != 0)
@@ -451,16 +440,6 @@ static void check_stream(agentbus_bus *bus, const char *name, unsigned round)
 /* Rounds                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Start a daemon process and connect to it. */
-static pid_t start_daemon(agentbus_bus **bus)
-{
-	pid_t pid = t_spawn("daemon", t_state.data_dir);
-	int r = open_bus(t_state.bus_name, bus, 20000);
-
-	T_ASSERTF(r == 0, "no daemon after a restart: %d (%s)", r, agentbus_strerror(r));
-	return pid;
-}
-
 /* Acks recorded so far by @producer. */
 static uint64_t acks_of(uint32_t producer)
 {
@@ -482,27 +461,6 @@ static void kill_producer(pid_t pid, uint32_t id)
 	t_forget_child(pid);
 	T_ASSERTF(!WIFEXITED(status) || WEXITSTATUS(status) == T_PASS,
 		  "producer %u exited with %d (see its message above)", id, WEXITSTATUS(status));
-}
-
-/* The bus's shared-memory directory (where its daemon's socket is too). */
-static void bus_shm_dir(char *dir, size_t len)
-{
-	const char *base = getenv("AGENTBUS_SHM_DIR");
-	char fallback[64];
-
-	snprintf(fallback, sizeof(fallback), "/dev/shm/agentbus-%u", (unsigned)getuid());
-	snprintf(dir, len, "%s/%s", base && *base ? base : fallback, t_state.bus_name);
-}
-
-/* Remove the bus's shared memory, as a reboot would; the logs stay. */
-static void reboot(void)
-{
-	char dir[512];
-
-	bus_shm_dir(dir, sizeof(dir));
-	T_ASSERTF(access(dir, F_OK) == 0, "no shared memory at %s", dir);
-	nftw(dir, t_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-	T_ASSERTF(access(dir, F_OK) != 0, "cannot remove %s", dir);
 }
 
 /* One round: producers under load, SIGKILL of @daemon, maybe a reboot. */
@@ -536,7 +494,7 @@ static void run_round(unsigned round, uint64_t *rng, pid_t daemon)
 	printf("# round %u: daemon killed after %" PRIu64 " ms more%s\n", round, extra_ms,
 	       rebooted ? "; reboot (shared memory removed)" : "");
 	if (rebooted)
-		reboot();
+		t_remove_bus_shm();
 }
 
 /* Wait (bounded) until @s has @want subscriptions. */
@@ -609,7 +567,7 @@ static void check_requests_between_daemons(agentbus_bus *bus)
 	T_ASSERTF(strstr(agentbus_last_error(), "no daemon serves"),
 		  "no daemon, but the error says: %s", agentbus_last_error());
 
-	bus_shm_dir(dir, sizeof(dir));
+	t_bus_shm_dir(dir, sizeof(dir));
 	n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/daemon.sock", dir);
 	T_ASSERTF(n > 0 && (size_t)n < sizeof(addr.sun_path), "%s/daemon.sock is too long", dir);
 	unlink(addr.sun_path); /* the killed daemon's */
@@ -648,7 +606,7 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	int i;
 
 	old_bus = NULL;
-	T_ASSERT(open_bus(t_state.bus_name, &old_bus, 10000) == 0);
+	T_ASSERT(t_open_bus(t_state.bus_name, &old_bus, 10000) == 0);
 	d_create(old_bus, STREAM_KEEP, &block);
 	old_stream = t_open_stream(old_bus, STREAM_KEEP);
 	T_OK(agentbus_subscribe(old_stream, NULL, &sub));
@@ -657,7 +615,7 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 
 	t_kill_child(daemon);
 	check_requests_between_daemons(old_bus);
-	daemon = start_daemon(&bus);
+	daemon = t_start_daemon_child(&bus);
 	/* A durable wait, the handle's first call to need the new daemon. */
 	T_OK(d_publish(old_stream, "kill.keep", d_key(0, 99), 64, AGENTBUS_DURABILITY_WRITTEN,
 		       T_WAIT_MS));
@@ -666,7 +624,6 @@ static pid_t check_live_clients_outlive_daemon(pid_t daemon)
 	s = t_open_stream(bus, STREAM_KEEP);
 	t_sleep_us(200000); /* 100 ticks of the new daemon's unblocker */
 	wait_subscriptions(s, 2, "live clients of the killed daemon");
-	kill(child, SIGKILL);
 	t_kill_child(child);
 	wait_subscriptions(s, 1, "after one of them died");
 
@@ -718,13 +675,13 @@ static pid_t check_reattached_client_dies(pid_t daemon)
 	pid_t claimer;
 	uint64_t gaps;
 
-	T_ASSERT(open_bus(t_state.bus_name, &bus, 10000) == 0);
+	T_ASSERT(t_open_bus(t_state.bus_name, &bus, 10000) == 0);
 	d_create(bus, STREAM_CLAIM, &(struct agentbus_stream_config){ .ring_size = 64u << 10 });
 	agentbus_close(bus);
 	claimer = t_spawn("claimer", "");
 	wait_claimer(talk, CLAIMER_OPEN);
 	t_kill_child(daemon);
-	daemon = start_daemon(&bus);
+	daemon = t_start_daemon_child(&bus);
 	s = t_open_stream(bus, STREAM_CLAIM);
 	gaps = d_stat(s).gaps;
 	__atomic_store_n(&talk->go, 1, __ATOMIC_RELEASE);
@@ -764,7 +721,7 @@ static void check_dropped_client_reattaches(void)
 	agentbus_bus *bus;
 	agentbus_sub *sub;
 
-	T_ASSERT(open_bus(t_state.bus_name, &bus, 10000) == 0);
+	T_ASSERT(t_open_bus(t_state.bus_name, &bus, 10000) == 0);
 	d_create(bus, STREAM_DROP, &(struct agentbus_stream_config){ .ring_size = 64u << 10 });
 	s = t_open_stream(bus, STREAM_DROP);
 	T_ASSERT(send(bus->socket_fd, "x", 1, MSG_NOSIGNAL) == 1);
@@ -807,10 +764,10 @@ static void check_bus_created_anew(agentbus_bus *old)
 	int r, status;
 
 	T_OK(agentbus_bus_destroy(t_state.bus_name));
-	daemon = start_daemon(&fresh);
+	daemon = t_start_daemon_child(&fresh);
 	while (fresh->client_id < old->client_id && !t_expired(&d)) {
 		agentbus_close(fresh);
-		T_ASSERT(open_bus(t_state.bus_name, &fresh, 10000) == 0);
+		T_ASSERT(t_open_bus(t_state.bus_name, &fresh, 10000) == 0);
 	}
 	T_ASSERTF(fresh->client_id == old->client_id, "new client id %u, old %u",
 		  fresh->client_id, old->client_id);
@@ -849,22 +806,18 @@ int main(int argc, char **argv)
 	int status, problems;
 
 	t_child_dispatch(argc, argv, roles, 4);
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	t_begin("kill");
 	printf("# seed %" PRIu64 " (AGENTBUS_TEST_SEED), %u rounds\n", seed, rounds);
-	t_state.owner = getpid();
 	claimer_talk(); /* before any child: they inherit it */
-	t_make_data_dir();
-	t_bus_name_for(t_state.bus_name, sizeof(t_state.bus_name), "kill");
 	setenv("AGENTBUS_BUS", t_state.bus_name, 1);
-	agentbus_bus_destroy(t_state.bus_name);
 
-	daemon = start_daemon(&bus);
+	daemon = t_start_daemon_child(&bus);
 	d_create(bus, STREAM_BATCH, &batch);
 	d_create(bus, STREAM_NEVER, &never);
 	agentbus_close(bus);
 	for (unsigned round = 0; round < rounds; round++) {
 		run_round(round, &rng, daemon);
-		daemon = start_daemon(&bus);
+		daemon = t_start_daemon_child(&bus);
 		for (size_t i = 0; i < 2; i++)
 			check_stream(bus, streams[i], round);
 		agentbus_close(bus);
@@ -876,7 +829,7 @@ int main(int argc, char **argv)
 	check_dropped_client_reattaches();
 
 	/* A clean stop, then every segment of every log must check out. */
-	T_ASSERT(open_bus(t_state.bus_name, &old, 10000) == 0);
+	T_ASSERT(t_open_bus(t_state.bus_name, &old, 10000) == 0);
 	kill(daemon, SIGTERM);
 	status = t_wait_child(daemon, 20000);
 	T_ASSERTF(status == T_PASS, "the last daemon ended with %d on SIGTERM", status);

@@ -353,13 +353,15 @@ static void test_group_commit(agentbus_bus *bus)
 /* Control requests beside a durable publish                                 */
 /* ------------------------------------------------------------------------ */
 
-#define BESIDE_MS 1000
+#define BESIDE_ROUNDS 20     /* create/delete pairs the publishes go on beside */
+#define BESIDE_HANG_MS 60000 /* only a hang takes this long */
 
 struct controller {
 	agentbus_bus *bus;
 	atomic_int stop;
-	uint64_t rounds;   /* create + delete pairs done */
-	int err;           /* first failure, 0 if none */
+	atomic_int done;             /* the loop ended (stopped, or failed) */
+	atomic_uint_fast64_t rounds; /* create + delete pairs done */
+	int err;                     /* first failure, 0 if none */
 };
 
 /* Create and delete a stream, over and over: requests on the bus's socket. */
@@ -377,8 +379,9 @@ static void *control_loop(void *p)
 			c->err = r;
 			break;
 		}
-		c->rounds++;
+		atomic_fetch_add(&c->rounds, 1);
 	}
+	atomic_store(&c->done, 1);
 	return NULL;
 }
 
@@ -391,7 +394,7 @@ static void *control_loop(void *p)
 static void test_control_beside(agentbus_bus *bus)
 {
 	struct controller c = { .bus = bus };
-	struct t_deadline d = t_deadline_ms(BESIDE_MS);
+	struct t_deadline d = t_deadline_ms(BESIDE_HANG_MS);
 	uint64_t ok = 0, failed = 0;
 	int64_t seq, first_err = 0;
 	agentbus_stream *s;
@@ -400,7 +403,9 @@ static void test_control_beside(agentbus_bus *bus)
 	create(bus, "beside", 1u << 20, AGENTBUS_DURABILITY_WRITTEN, AGENTBUS_FSYNC_BATCH);
 	s = t_open_stream(bus, "beside");
 	T_ASSERT(pthread_create(&thread, NULL, control_loop, &c) == 0);
-	while (!t_expired(&d)) {
+	while (!ok || (atomic_load(&c.rounds) < BESIDE_ROUNDS && !atomic_load(&c.done))) {
+		T_ASSERTF(!t_expired(&d), "%" PRIu64 " publishes and %" PRIu64 " create/delete "
+			  "pairs after %d ms", ok, (uint64_t)atomic_load(&c.rounds), BESIDE_HANG_MS);
 		seq = d_publish(s, "bs.x", d_key(0, (uint32_t)ok), 64, AGENTBUS_DURABILITY_WRITTEN,
 				T_WAIT_MS);
 		if (seq > 0)
@@ -411,12 +416,12 @@ static void test_control_beside(agentbus_bus *bus)
 	atomic_store(&c.stop, 1);
 	pthread_join(thread, NULL);
 	printf("# %" PRIu64 " written publishes, %" PRIu64 " failed, beside %" PRIu64
-	       " stream create/delete pairs\n", ok, failed, c.rounds);
+	       " stream create/delete pairs\n", ok, failed, (uint64_t)atomic_load(&c.rounds));
 	T_ASSERTF(failed == 0, "%" PRIu64 " of %" PRIu64 " written publishes failed, the first "
 		  "with %" PRId64 " (%s)", failed, ok + failed, first_err,
 		  agentbus_strerror((int)first_err));
 	T_ASSERTF(c.err == 0, "stream create/delete: %d (%s)", c.err, agentbus_strerror(c.err));
-	T_ASSERT(ok > 0 && c.rounds > 0);
+	T_ASSERT(ok > 0 && atomic_load(&c.rounds) > 0);
 	d_replay_check("beside", 1, ok, NULL);
 	agentbus_stream_close(s);
 }

@@ -22,19 +22,6 @@
 
 #define STREAM "fork"
 
-/* Start the daemon process and connect to it (bounded). */
-static pid_t start_daemon(agentbus_bus **bus)
-{
-	struct t_deadline d = t_deadline_ms(20000);
-	pid_t pid = t_spawn("daemon", t_state.data_dir);
-	int r;
-
-	while ((r = agentbus_open(bus, t_state.bus_name)) == AGENTBUS_E_NO_DAEMON && !t_expired(&d))
-		t_sleep_us(5000);
-	T_ASSERTF(r == 0, "no daemon: %d (%s)", r, agentbus_strerror(r));
-	return pid;
-}
-
 static int64_t publish(agentbus_stream *stream, const char *subject)
 {
 	struct agentbus_message m = t_msg(subject, "x", 1);
@@ -123,7 +110,6 @@ static void check_dead_parent_not_kept_alive(agentbus_stream *stream)
 	status = t_wait_child(parent, 20000);
 	T_ASSERTF(status == T_PASS && *grandchild > 0, "the subscribing process ended with %d",
 		  status);
-	T_ASSERT(subscriptions(stream) >= 1);
 	d = t_deadline_ms(5000);
 	while (subscriptions(stream) != 1 && !t_expired(&d))
 		t_sleep_us(5000);
@@ -151,7 +137,7 @@ int main(int argc, char **argv)
 	t_child_dispatch(argc, argv, roles, 1);
 	t_begin("fork");
 
-	daemon = start_daemon(&bus);
+	daemon = t_start_daemon_child(&bus);
 	t_create_stream(bus, STREAM, small.ring_size, 0);
 	stream = t_open_stream(bus, STREAM);
 	sub = t_subscribe(stream, AGENTBUS_START_NEW, 0, AGENTBUS_WAIT_SLEEP);
