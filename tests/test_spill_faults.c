@@ -78,20 +78,25 @@ static struct {
 	struct spill_stream *stream;
 } rig;
 
-/* Faults and counters; the spill thread reads and bumps them. */
-static atomic_int fail_write_at;        /* fail the Nth write completion (1-based) */
-static atomic_int fail_write_err;
-static atomic_int fail_all_writes;      /* fail every write completion with ENOSPC */
-static atomic_int frames_on_first_write; /* publish this many frames at the first completion */
-static atomic_int fail_fdatasync;       /* fail the next synchronous fdatasync with EIO */
-static atomic_int fail_create;          /* fail the next segment create with ENOSPC */
-static atomic_int hold_fsync;           /* hold the next io_uring fdatasync's completion */
-static atomic_int fsync_held;           /* it is held now */
-static atomic_int fsync_release;        /* let it complete ... */
-static atomic_int fsync_release_err;    /* ... with this error (0: its own result) */
-static atomic_int writes_seen, creates_seen, fdatasync_faults;
-static atomic_uint_fast64_t bytes_written, bytes_at_fault;
-static atomic_int removal_returned;     /* spill_remove_stream() returned */
+/*
+ * Faults and counters; the spill thread reads and bumps them. One struct, so
+ * that rig_finish() resets them all at once.
+ */
+static struct {
+	atomic_int fail_write_at;        /* fail the Nth write completion (1-based) */
+	atomic_int fail_write_err;
+	atomic_int fail_all_writes;      /* fail every write completion with ENOSPC */
+	atomic_int frames_on_first_write; /* publish this many frames at the first completion */
+	atomic_int fail_fdatasync;       /* fail the next synchronous fdatasync with EIO */
+	atomic_int fail_create;          /* fail the next segment create with ENOSPC */
+	atomic_int hold_fsync;           /* hold the next io_uring fdatasync's completion */
+	atomic_int fsync_held;           /* it is held now */
+	atomic_int fsync_release;        /* let it complete ... */
+	atomic_int fsync_release_err;    /* ... with this error (0: its own result) */
+	atomic_int writes_seen, creates_seen, fdatasync_faults;
+	atomic_uint_fast64_t bytes_written, bytes_at_fault;
+	atomic_int removal_returned;     /* spill_remove_stream() returned */
+} faults;
 
 /* What the spill writer told its log callback, for said(). */
 static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -161,14 +166,14 @@ static int fsync_hook(int result)
 {
 	struct t_deadline d = t_deadline_ms(2 * WAIT_MS);
 
-	if (!atomic_exchange(&hold_fsync, 0))
+	if (!atomic_exchange(&faults.hold_fsync, 0))
 		return result;
-	atomic_store(&fsync_held, 1);
-	while (!atomic_load(&fsync_release) && !t_expired(&d))
+	atomic_store(&faults.fsync_held, 1);
+	while (!atomic_load(&faults.fsync_release) && !t_expired(&d))
 		t_sleep_us(1000);
-	atomic_store(&fsync_release, 0);
-	atomic_store(&fsync_held, 0);
-	return atomic_load(&fsync_release_err) ? atomic_load(&fsync_release_err) : result;
+	atomic_store(&faults.fsync_release, 0);
+	atomic_store(&faults.fsync_held, 0);
+	return atomic_load(&faults.fsync_release_err) ? atomic_load(&faults.fsync_release_err) : result;
 }
 
 static int hook(int is_fsync, int result)
@@ -177,15 +182,15 @@ static int hook(int is_fsync, int result)
 
 	if (is_fsync)
 		return fsync_hook(result);
-	n = atomic_fetch_add(&writes_seen, 1) + 1;
-	if (n == 1 && atomic_load(&frames_on_first_write))
-		add_frames((unsigned)atomic_exchange(&frames_on_first_write, 0));
-	if (n == atomic_load(&fail_write_at))
-		return atomic_load(&fail_write_err);
-	if (atomic_load(&fail_all_writes))
+	n = atomic_fetch_add(&faults.writes_seen, 1) + 1;
+	if (n == 1 && atomic_load(&faults.frames_on_first_write))
+		add_frames((unsigned)atomic_exchange(&faults.frames_on_first_write, 0));
+	if (n == atomic_load(&faults.fail_write_at))
+		return atomic_load(&faults.fail_write_err);
+	if (atomic_load(&faults.fail_all_writes))
 		return -ENOSPC;
 	if (result > 0)
-		atomic_fetch_add(&bytes_written, (uint64_t)result);
+		atomic_fetch_add(&faults.bytes_written, (uint64_t)result);
 	return result;
 }
 
@@ -193,9 +198,9 @@ int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
 int __wrap_fdatasync(int fd)
 {
-	if (atomic_exchange(&fail_fdatasync, 0)) {
-		atomic_store(&bytes_at_fault, atomic_load(&bytes_written));
-		atomic_fetch_add(&fdatasync_faults, 1);
+	if (atomic_exchange(&faults.fail_fdatasync, 0)) {
+		atomic_store(&faults.bytes_at_fault, atomic_load(&faults.bytes_written));
+		atomic_fetch_add(&faults.fdatasync_faults, 1);
 		errno = EIO;
 		return -1;
 	}
@@ -209,8 +214,8 @@ int __wrap_log_segment_create(const char *dir, const char *stream, uint64_t base
 int __wrap_log_segment_create(const char *dir, const char *stream, uint64_t base_position,
 			      uint64_t first_seq, uint64_t max_record, int *log_fd, int *index_fd)
 {
-	atomic_fetch_add(&creates_seen, 1);
-	if (atomic_exchange(&fail_create, 0))
+	atomic_fetch_add(&faults.creates_seen, 1);
+	if (atomic_exchange(&faults.fail_create, 0))
 		return -ENOSPC;
 	return __real_log_segment_create(dir, stream, base_position, first_seq, max_record, log_fd,
 					 index_fd);
@@ -307,37 +312,32 @@ static void report_problem(void *arg, const struct log_problem *problem)
 	       problem->what);
 }
 
+/* The log in @dir ends at seq @end (exclusive), intact; then it goes. */
+static void check_log_and_remove(const char *dir, uint64_t end)
+{
+	struct log_recovery rec;
+
+	T_EQ(log_verify(dir, report_problem, NULL), 0);
+	T_OK(log_recover(dir, &rec, NULL, NULL));
+	T_EQ(rec.next_seq, end);
+	T_EQ(rec.truncated_bytes, 0);
+	T_EQ(rec.corrupt_frames, 0);
+	t_remove_tree(dir);
+}
+
 /* The stream is removed: stop the writer; the log then ends at seq @end
  * (exclusive), intact. */
 static void rig_finish(uint64_t end)
 {
-	struct log_recovery rec;
-
 	spill_writer_stop(rig.writer);
 	free(rig.ring);
-	T_EQ(log_verify(rig.dir, report_problem, NULL), 0);
-	T_OK(log_recover(rig.dir, &rec, NULL, NULL));
-	T_EQ(rec.next_seq, end);
-	T_EQ(rec.truncated_bytes, 0);
-	T_EQ(rec.corrupt_frames, 0);
-	t_remove_tree(rig.dir);
-	/* Disarm and reset, for the next sub-test (no spill thread now). */
+	check_log_and_remove(rig.dir, end);
+	/* Disarm and reset, for the next sub-test. No spill thread (nor
+	 * watchdog) runs now, so plain memset() of the atomics races nothing. */
 	rig.segment_size = 0;
 	rig.bad_frame_at_start = 0;
 	said_text[0] = '\0';
-	atomic_store(&fail_write_at, 0);
-	atomic_store(&fail_all_writes, 0);
-	atomic_store(&removal_returned, 0);
-	atomic_store(&frames_on_first_write, 0);
-	atomic_store(&fail_fdatasync, 0);
-	atomic_store(&fail_create, 0);
-	atomic_store(&hold_fsync, 0);
-	atomic_store(&fsync_release_err, 0);
-	atomic_store(&writes_seen, 0);
-	atomic_store(&creates_seen, 0);
-	atomic_store(&fdatasync_faults, 0);
-	atomic_store(&bytes_written, 0);
-	atomic_store(&bytes_at_fault, 0);
+	memset(&faults, 0, sizeof(faults));
 }
 
 /* Remove the stream (as a stopping daemon does) and finish. */
@@ -347,18 +347,34 @@ static void rig_stop(uint64_t end)
 	rig_finish(end);
 }
 
-/* Wait (bounded) until *@w reaches @want and spill_error is 0. */
-static void wait_for(const uint64_t *w, const char *what, uint64_t want)
+/*
+ * Wait (bounded) until *@w reaches @want and, if @no_error, spill_error is 0
+ * (the error word and the written_seq shown on a failure are the rig's).
+ */
+static void wait_until(const uint64_t *w, const char *what, uint64_t want, int no_error)
 {
 	struct t_deadline d = t_deadline_ms(WAIT_MS);
 
-	while (word(w) < want || spill_error() != 0) {
+	while (word(w) < want || (no_error && spill_error() != 0)) {
 		T_ASSERTF(!t_expired(&d), "%s is %" PRIu64 ", spill_error %d (%s), after %d ms; "
-			  "want %" PRIu64 " and no error (written_seq %" PRIu64 ", writes %d)", what,
-			  word(w), spill_error(), agentbus_strerror(spill_error()), WAIT_MS, want,
-			  word(&rig.words.written_seq), atomic_load(&writes_seen));
+			  "want %" PRIu64 "%s (written_seq %" PRIu64 ", writes %d)", what, word(w),
+			  spill_error(), agentbus_strerror(spill_error()), WAIT_MS, want,
+			  no_error ? " and no error" : "", word(&rig.words.written_seq),
+			  atomic_load(&faults.writes_seen));
 		t_sleep_us(2000);
 	}
+}
+
+/* Wait (bounded) until *@w reaches @want, whatever the error word says. */
+static void wait_word(const uint64_t *w, const char *what, uint64_t want)
+{
+	wait_until(w, what, want, 0);
+}
+
+/* Wait (bounded) until *@w reaches @want and spill_error is 0. */
+static void wait_for(const uint64_t *w, const char *what, uint64_t want)
+{
+	wait_until(w, what, want, 1);
 	T_EQ(word(w), want);
 }
 
@@ -370,12 +386,12 @@ static void test_never_one_write_fails(void)
 {
 	unsigned frames = 3 * (1u << 20) / FRAME + 1; /* 4 runs of at most 1 MiB */
 
-	atomic_store(&fail_write_err, -ENOSPC);
-	atomic_store(&fail_write_at, 1);
+	atomic_store(&faults.fail_write_err, -ENOSPC);
+	atomic_store(&faults.fail_write_at, 1);
 	rig.segment_size = 64u << 20; /* no roll: the four writes go together */
 	rig_start("never-write", SPILL_FSYNC_NEVER, 0, frames);
 	wait_for(&rig.words.written_seq, "written_seq", 1 + frames);
-	T_ASSERT(atomic_load(&writes_seen) > 4); /* the failed write went again */
+	T_ASSERT(atomic_load(&faults.writes_seen) > 4); /* the failed write went again */
 	T_EQ(word(&rig.words.spill_position), (uint64_t)frames * FRAME);
 	rig_stop(1 + frames);
 }
@@ -387,9 +403,9 @@ static void test_never_one_write_fails(void)
  */
 static void test_batch_write_fails_fsync_succeeds(void)
 {
-	atomic_store(&fail_write_err, -ENOSPC);
-	atomic_store(&fail_write_at, 2);
-	atomic_store(&frames_on_first_write, 1);
+	atomic_store(&faults.fail_write_err, -ENOSPC);
+	atomic_store(&faults.fail_write_at, 2);
+	atomic_store(&faults.frames_on_first_write, 1);
 	rig_start("batch-write", SPILL_FSYNC_BATCH, 0, 2);
 	wait_for(&rig.words.synced_seq, "synced_seq", 4);
 	T_EQ(word(&rig.words.written_seq), 4);
@@ -397,23 +413,29 @@ static void test_batch_write_fails_fsync_succeeds(void)
 	rig_stop(4);
 }
 
+/*
+ * Wait (bounded) until *@w reaches @want, with a bad or corrupt frame right
+ * after it: then AGENTBUS_E_CORRUPT must be reported, whatever I/O errors
+ * came and went meanwhile, and *@w stay there.
+ */
+static void expect_corrupt_at(const uint64_t *w, const char *what, uint64_t want)
+{
+	wait_word(w, what, want);
+	t_sleep_us(50000); /* a few more rounds of the spill loop */
+	T_ASSERTF(spill_error() == AGENTBUS_E_CORRUPT, "spill_error is %d (%s) with a corrupt "
+		  "frame at seq %" PRIu64 " still in the way", spill_error(),
+		  agentbus_strerror(spill_error()), want);
+	T_EQ(word(w), want);
+}
+
 /* fsync NEVER: a corrupt frame is reported, and stays reported once the
  * frames before it are written. */
 static void test_never_corrupt_stays(void)
 {
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
-
 	rig_start("never-corrupt", SPILL_FSYNC_NEVER, 0, 0);
 	add_frames(4);
 	add_corrupt_frame();
-	while (word(&rig.words.written_seq) < 5) {
-		T_ASSERTF(!t_expired(&d), "written_seq %" PRIu64 " after %d ms, want 5",
-			  word(&rig.words.written_seq), WAIT_MS);
-		t_sleep_us(2000);
-	}
-	t_sleep_us(50000); /* a few more rounds of the spill loop */
-	T_EQ(spill_error(), AGENTBUS_E_CORRUPT);
-	T_EQ(word(&rig.words.written_seq), 5);
+	expect_corrupt_at(&rig.words.written_seq, "written_seq", 5);
 	rig_stop(5);
 }
 
@@ -422,7 +444,7 @@ static void wait_fsync_held(void)
 {
 	struct t_deadline d = t_deadline_ms(WAIT_MS);
 
-	while (!atomic_load(&fsync_held)) {
+	while (!atomic_load(&faults.fsync_held)) {
 		T_ASSERTF(!t_expired(&d), "no fdatasync completed within %d ms", WAIT_MS);
 		t_sleep_us(1000);
 	}
@@ -431,30 +453,18 @@ static void wait_fsync_held(void)
 /* Let the held fdatasync complete with @err (0: its own result). */
 static void release_fsync(int err)
 {
-	atomic_store(&fsync_release_err, err);
-	atomic_store(&fsync_release, 1);
+	atomic_store(&faults.fsync_release_err, err);
+	atomic_store(&faults.fsync_release, 1);
 }
 
 /*
- * Wait (bounded) until *@w reaches @want, with a bad frame right after it:
- * then AGENTBUS_E_CORRUPT must be reported at its seq, whatever I/O errors
- * came and went meanwhile. Then fix the frame: the stream goes on.
+ * expect_corrupt_at() with a bad frame: CORRUPT is reported at its seq. Then
+ * fix the frame: the stream goes on.
  */
 static void check_corrupt_stays(const uint64_t *w, const char *what, uint64_t want)
 {
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
-
-	while (word(w) < want) {
-		T_ASSERTF(!t_expired(&d), "%s is %" PRIu64 " after %d ms, want %" PRIu64, what,
-			  word(w), WAIT_MS, want);
-		t_sleep_us(2000);
-	}
-	t_sleep_us(50000); /* a few more rounds of the spill loop */
-	T_ASSERTF(spill_error() == AGENTBUS_E_CORRUPT, "spill_error is %d (%s) with a corrupt "
-		  "frame at seq %" PRIu64 " still in the way", spill_error(),
-		  agentbus_strerror(spill_error()), want);
+	expect_corrupt_at(w, what, want);
 	T_EQ(word(&rig.words.error_seq), want);
-	T_EQ(word(w), want);
 	fix_bad_frame();
 	wait_for(w, what, want + 1);
 	/* A clear leaves the seq: a waiter that still sees the old code must
@@ -469,20 +479,20 @@ static void check_corrupt_stays(const uint64_t *w, const char *what, uint64_t wa
  */
 static void test_corrupt_outlasts_write_error(void)
 {
-	atomic_store(&fail_write_err, -ENOSPC);
-	atomic_store(&fail_write_at, 1);
+	atomic_store(&faults.fail_write_err, -ENOSPC);
+	atomic_store(&faults.fail_write_at, 1);
 	rig.bad_frame_at_start = 1;
 	rig_start("corrupt-write", SPILL_FSYNC_NEVER, 0, 4);
 	check_corrupt_stays(&rig.words.written_seq, "written_seq", 5);
 	T_ASSERT(said("writing the log failed at seq 1"));
-	T_ASSERT(atomic_load(&writes_seen) >= 3); /* the failure, its retry, the fixed frame */
+	T_ASSERT(atomic_load(&faults.writes_seen) >= 3); /* the failure, its retry, the fixed frame */
 	rig_stop(6);
 }
 
 /* The same with fsync BATCH and a failed fdatasync of the four frames. */
 static void test_corrupt_outlasts_fsync_error(void)
 {
-	atomic_store(&hold_fsync, 1);
+	atomic_store(&faults.hold_fsync, 1);
 	rig.bad_frame_at_start = 1;
 	rig_start("corrupt-fsync", SPILL_FSYNC_BATCH, 0, 4);
 	wait_fsync_held();
@@ -522,20 +532,20 @@ static void test_write_error_before_corrupt(void)
 	struct t_deadline d = t_deadline_ms(WAIT_MS);
 	int failures;
 
-	atomic_store(&fail_all_writes, 1);
+	atomic_store(&faults.fail_all_writes, 1);
 	rig.bad_frame_at_start = 1;
 	rig_start("write-before-corrupt", SPILL_FSYNC_NEVER, 0, 4);
 	wait_error(&rig.words, -ENOSPC, 1);
 	T_ASSERT(said("corrupt frame at seq 5"));
-	failures = atomic_load(&writes_seen) + 2;
-	while (atomic_load(&writes_seen) < failures) {
+	failures = atomic_load(&faults.writes_seen) + 2;
+	while (atomic_load(&faults.writes_seen) < failures) {
 		T_ASSERTF(!t_expired(&d), "the failed write was not retried within %d ms", WAIT_MS);
 		t_sleep_us(2000);
 	}
 	T_EQ(spill_error(), -ENOSPC);
 	T_EQ(word(&rig.words.error_seq), 1);
 	T_EQ(word(&rig.words.written_seq), 1);
-	atomic_store(&fail_all_writes, 0);
+	atomic_store(&faults.fail_all_writes, 0);
 	check_corrupt_stays(&rig.words.written_seq, "written_seq", 5);
 	rig_stop(6);
 }
@@ -546,13 +556,36 @@ static void *removal_watchdog(void *arg)
 	struct t_deadline d = t_deadline_ms(REMOVE_WAIT_MS);
 
 	(void)arg;
-	while (!atomic_load(&removal_returned)) {
+	while (!atomic_load(&faults.removal_returned)) {
 		if (t_expired(&d))
 			t_fail(__FILE__, __LINE__, "spill_remove_stream() has not returned after %d ms "
 			       "of writes failing with ENOSPC", REMOVE_WAIT_MS);
 		t_sleep_us(1000);
 	}
 	return NULL;
+}
+
+/*
+ * Remove @streams[0..@n) @how, one after another, under the watchdog.
+ * Returns how many write completions the fault hook saw during the
+ * removals after the first (see test_stop_disk_full()).
+ */
+static int remove_watched(struct spill_stream *const *streams, unsigned n, enum spill_remove how)
+{
+	pthread_t watchdog;
+	int later_writes = 0, before;
+	unsigned i;
+
+	T_EQ(pthread_create(&watchdog, NULL, removal_watchdog, NULL), 0);
+	for (i = 0; i < n; i++) {
+		before = atomic_load(&faults.writes_seen);
+		spill_remove_stream(rig.writer, streams[i], how);
+		if (i > 0)
+			later_writes += atomic_load(&faults.writes_seen) - before;
+	}
+	atomic_store(&faults.removal_returned, 1);
+	T_EQ(pthread_join(watchdog, NULL), 0);
+	return later_writes;
 }
 
 /*
@@ -564,22 +597,12 @@ static void *removal_watchdog(void *arg)
 static void remove_on_full_disk(const char *name, enum spill_fsync fsync, enum spill_remove how,
 				const char *message)
 {
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
-	pthread_t watchdog;
-
 	rig_start(name, fsync, 0, 2);
 	wait_for(&rig.words.written_seq, "written_seq", 3);
-	atomic_store(&fail_all_writes, 1);
+	atomic_store(&faults.fail_all_writes, 1);
 	add_frames(3);
-	while (spill_error() != -ENOSPC) {
-		T_ASSERTF(!t_expired(&d), "spill_error is %d, not ENOSPC, after %d ms",
-			  spill_error(), WAIT_MS);
-		t_sleep_us(2000);
-	}
-	T_EQ(pthread_create(&watchdog, NULL, removal_watchdog, NULL), 0);
-	spill_remove_stream(rig.writer, rig.stream, how);
-	atomic_store(&removal_returned, 1);
-	T_EQ(pthread_join(watchdog, NULL), 0);
+	wait_error(&rig.words, -ENOSPC, 3);
+	remove_watched(&rig.stream, 1, how);
 	T_ASSERTF(said(message), "the spill writer did not say \"%s\"", message);
 	T_ASSERT(said("records from seq 3 on"));
 	T_EQ(word(&rig.words.written_seq), 3);
@@ -600,18 +623,6 @@ static void test_delete_disk_full(void)
 			    "are gone with the stream");
 }
 
-/* The log in @dir ends at seq @end (exclusive), intact; then it goes. */
-static void check_log_and_remove(const char *dir, uint64_t end)
-{
-	struct log_recovery rec;
-
-	T_EQ(log_verify(dir, report_problem, NULL), 0);
-	T_OK(log_recover(dir, &rec, NULL, NULL));
-	T_EQ(rec.next_seq, end);
-	T_EQ(rec.truncated_bytes, 0);
-	t_remove_tree(dir);
-}
-
 /*
  * Three streams on one writer (over the same ring), two records written,
  * then every write fails with ENOSPC and three more are published: removing
@@ -622,13 +633,11 @@ static void check_log_and_remove(const char *dir, uint64_t end)
  */
 static void test_stop_disk_full(void)
 {
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
 	static const char *const names[3] = { "s", "s1", "s2" };
 	struct spill_stream *streams[3];
 	struct words words[2], *all[3] = { &rig.words, &words[0], &words[1] };
-	char dirs[2][LOG_PATH_LEN], message[64];
-	uint64_t start, took_ms;
-	pthread_t watchdog;
+	char dirs[2][LOG_PATH_LEN], message[64], what[32];
+	int later_writes;
 	unsigned i;
 
 	rig_start("stop-full", SPILL_FSYNC_NEVER, 0, 2);
@@ -638,28 +647,34 @@ static void test_stop_disk_full(void)
 			 (int)sizeof(dirs[i]));
 		add_stream(names[i + 1], dirs[i], &words[i], SPILL_FSYNC_NEVER, 0, &streams[i + 1]);
 	}
-	for (i = 0; i < 3; i++)
-		while (word(&all[i]->written_seq) < 3) {
-			T_ASSERTF(!t_expired(&d), "stream %u: written_seq %" PRIu64 " after %d ms, "
-				  "want 3", i, word(&all[i]->written_seq), WAIT_MS);
-			t_sleep_us(2000);
-		}
-	atomic_store(&fail_all_writes, 1);
+	for (i = 0; i < 3; i++) {
+		snprintf(what, sizeof(what), "stream %u: written_seq", i);
+		wait_word(&all[i]->written_seq, what, 3);
+	}
+	atomic_store(&faults.fail_all_writes, 1);
 	add_frames(3);
 	for (i = 0; i < 3; i++)
 		wait_error(all[i], -ENOSPC, 3);
-	T_EQ(pthread_create(&watchdog, NULL, removal_watchdog, NULL), 0);
-	start = t_now_ns();
 	spill_writer_stopping(rig.writer);
-	for (i = 0; i < 3; i++)
-		spill_remove_stream(rig.writer, streams[i], SPILL_REMOVE_DETACH);
-	took_ms = (t_now_ns() - start) / 1000000u;
-	atomic_store(&removal_returned, 1);
-	T_EQ(pthread_join(watchdog, NULL), 0);
-	/* Generous: one after another they take 3 x SPILL_GIVE_UP_MS. */
-	T_ASSERTF(took_ms < 2 * SPILL_GIVE_UP_MS, "removing 3 streams on a full disk took %"
-		  PRIu64 " ms, want less than %d (SPILL_GIVE_UP_MS %d in all)", took_ms,
-		  2 * SPILL_GIVE_UP_MS, SPILL_GIVE_UP_MS);
+	later_writes = remove_watched(streams, 3, SPILL_REMOVE_DETACH);
+	printf("# %d write attempts during the removals after the first\n", later_writes);
+	/*
+	 * One deadline for all, counted in write attempts, not in time: the
+	 * first removal returns once the writer's deadline has passed, so the
+	 * later streams are dropped at once, without a retry of their own; what
+	 * the hook still sees during their removals is at most a write in
+	 * flight each and one retry of s2 while only s1 is being removed
+	 * (2 per stream). The slack of 10 is s2's retries, every RETRY_NS
+	 * (100 ms), should this thread be held up for up to a second while s2
+	 * is not being removed yet. A deadline per stream instead retries for
+	 * SPILL_GIVE_UP_MS (3 s) more per removal: some 30 attempts per stream
+	 * and removal, about 90 here. A loaded machine only makes fewer
+	 * attempts, never more; and no clock is read.
+	 */
+	T_ASSERTF(later_writes <= 2 * 2 + 10, "%d write attempts while removing the streams "
+		  "after the first, want at most %d: did each removal retry until a deadline "
+		  "of its own, not the writer's (spill_writer_stopping())?", later_writes,
+		  2 * 2 + 10);
 	for (i = 0; i < 3; i++) {
 		snprintf(message, sizeof(message), "stream '%s': gave up writing the log", names[i]);
 		T_ASSERTF(said(message), "the spill writer did not say \"%s\"", message);
@@ -680,7 +695,7 @@ static void test_roll_fdatasync_fails(void)
 	uint64_t rewritten;
 
 	rig_start("roll-fsync", SPILL_FSYNC_INTERVAL, 60000, 0);
-	atomic_store(&fail_fdatasync, 1);
+	atomic_store(&faults.fail_fdatasync, 1);
 	/* One frame written alone first: the interval's first fdatasync is
 	 * a minute away too (it used to be due at once, which synced this
 	 * frame and left less to rewrite). */
@@ -688,8 +703,8 @@ static void test_roll_fdatasync_fails(void)
 	wait_for(&rig.words.written_seq, "written_seq", 2);
 	add_frames(SEGMENT / FRAME - 1);
 	wait_for(&rig.words.synced_seq, "synced_seq", 1 + SEGMENT / FRAME);
-	T_EQ(atomic_load(&fdatasync_faults), 1);
-	rewritten = atomic_load(&bytes_written) - atomic_load(&bytes_at_fault);
+	T_EQ(atomic_load(&faults.fdatasync_faults), 1);
+	rewritten = atomic_load(&faults.bytes_written) - atomic_load(&faults.bytes_at_fault);
 	T_ASSERTF(rewritten >= SEGMENT, "after the failed fdatasync of the full segment, only %"
 		  PRIu64 " bytes were written again before it was reported synced (want %u)",
 		  rewritten, SEGMENT);
@@ -703,10 +718,10 @@ static void test_roll_fdatasync_fails(void)
 static void test_segment_create_fails(void)
 {
 	rig_start("roll-create", SPILL_FSYNC_BATCH, 0, 0);
-	atomic_store(&fail_create, 1);
+	atomic_store(&faults.fail_create, 1);
 	add_frames(SEGMENT / FRAME + 4);
 	wait_for(&rig.words.synced_seq, "synced_seq", 5 + SEGMENT / FRAME);
-	T_ASSERT(atomic_load(&creates_seen) >= 3); /* the first segment, the failure, the retry */
+	T_ASSERT(atomic_load(&faults.creates_seen) >= 3); /* the first segment, the failure, the retry */
 	rig_stop(5 + SEGMENT / FRAME);
 }
 
@@ -750,7 +765,7 @@ static void check_index(uint64_t base, uint64_t synced)
  */
 static void test_batch_index_after_sync(void)
 {
-	atomic_store(&hold_fsync, 1);
+	atomic_store(&faults.hold_fsync, 1);
 	rig_start("batch-index", SPILL_FSYNC_BATCH, 0, 8);
 	wait_fsync_held();
 	T_EQ(word(&rig.words.written_seq), 9);
@@ -760,7 +775,7 @@ static void test_batch_index_after_sync(void)
 	wait_for(&rig.words.synced_seq, "synced_seq", 9);
 	check_index(0, 8 * FRAME);
 
-	atomic_store(&hold_fsync, 1);
+	atomic_store(&faults.hold_fsync, 1);
 	add_frames(7);
 	wait_fsync_held();
 	T_EQ(word(&rig.words.written_seq), 16);
@@ -779,8 +794,6 @@ static void test_batch_index_after_sync(void)
  */
 static void test_interval_index_at_roll(void)
 {
-	struct t_deadline d = t_deadline_ms(WAIT_MS);
-
 	rig_start("interval-index", SPILL_FSYNC_INTERVAL, 60000, 0);
 	add_frames(2);
 	wait_for(&rig.words.written_seq, "written_seq", 3);
@@ -789,11 +802,7 @@ static void test_interval_index_at_roll(void)
 	check_index(0, 0);
 	add_frames(SEGMENT / FRAME + 1);
 	wait_for(&rig.words.written_seq, "written_seq", 4 + SEGMENT / FRAME);
-	while (word(&rig.words.synced_seq) < 1 + SEGMENT / FRAME) {
-		T_ASSERTF(!t_expired(&d), "the full segment was not synced within %d ms", WAIT_MS);
-		t_sleep_us(1000);
-	}
-	T_EQ(word(&rig.words.synced_seq), 1 + SEGMENT / FRAME);
+	wait_for(&rig.words.synced_seq, "synced_seq", 1 + SEGMENT / FRAME);
 	check_index(0, SEGMENT);
 	check_index(SEGMENT, SEGMENT);
 	rig_stop(4 + SEGMENT / FRAME);
@@ -809,9 +818,10 @@ static void test_interval_index_at_roll(void)
 /* With an argument, run only the sub-test of that name. */
 int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	t_state.owner = getpid();
-	t_make_data_dir();
+	/* No daemon here: the bus "t-spill-<pid>" it names is never made (and
+	 * destroying it, absent, does nothing); the sweep of dead runs'
+	 * leftovers and the sanitizer's cleanup are as welcome as elsewhere. */
+	t_begin("spill");
 	spill_fault_hook = hook; /* before any spill thread exists */
 	RUN_IF_NAMED(test_never_one_write_fails);
 	RUN_IF_NAMED(test_batch_write_fails_fsync_succeeds);
